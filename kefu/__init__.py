@@ -1,0 +1,3 @@
+"""Kefu (客服): an omnichannel contact center for online shops."""
+
+__version__ = "0.1.0"

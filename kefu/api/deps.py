@@ -1,0 +1,71 @@
+"""Annotated dependencies shared by every route: runtime, unit of work, caller, scope checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from kefu.auth import service as auth_service
+from kefu.auth.schemas import Principal
+from kefu.core.errors import Forbidden, Unauthenticated
+from kefu.events.uow import UnitOfWork
+from kefu.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    """One unit of work per request; routes commit it explicitly before answering (durability rule)."""
+    uow = runtime.unit_of_work()
+    try:
+        yield uow
+    finally:
+        await uow.session.close()
+
+
+UoWDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("unauthenticated")
+    async with runtime.sessionmaker() as session:
+        principal = await auth_service.authenticate(session=session, token=token)
+        await session.commit()
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """Dependency: the caller must hold ``scope`` (users through their role, API keys directly)."""
+
+    async def _check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(scope):
+            if principal.kind == "api_key":
+                raise Forbidden("insufficient_scope", scope=scope)
+            raise Forbidden("forbidden")
+        return principal
+
+    return _check
+
+
+def Scoped(scope: str) -> type[Principal]:  # noqa: N802 - reads like a type in signatures
+    """``actor: Scoped("conversations:write")`` in a route signature."""
+    return Annotated[Principal, Depends(require(scope))]  # type: ignore[return-value]

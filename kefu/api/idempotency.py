@@ -1,0 +1,143 @@
+"""``Idempotency-Key`` on POST: the first response is stored (24 h) and replayed for retries.
+
+The key space is per credential (hash of the Authorization header, or the client address when anonymous),
+so two callers never collide. A retry with the same key but a different body is refused, and a retry
+while the first request is still running gets 409 instead of running twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kefu.api.middleware import _send_error
+from kefu.api.models import IdempotencyRecord
+from kefu.core.clock import utcnow
+from kefu.core.i18n import negotiate, translate
+from kefu.runtime import Runtime
+
+log = logging.getLogger("kefu.api.idempotency")
+MAX_KEY = 200
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, runtime_getter) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self._runtime_getter = runtime_getter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        raw_key = headers.get(b"idempotency-key")
+        if raw_key is None:
+            return await self.app(scope, receive, send)
+        lang = negotiate(headers.get(b"accept-language", b"").decode("latin-1") or None)
+        key = raw_key.decode("latin-1").strip()
+        if not key or len(key) > MAX_KEY or not key.isprintable():
+            return await _send_error(send, 400, "invalid_idempotency_key", translate("invalid_idempotency_key", lang))
+        runtime: Runtime = self._runtime_getter()
+
+        message = await receive()
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        while more:  # BodyLimitMiddleware already buffered and bounded it; this is defensive
+            nxt = await receive()
+            body += nxt.get("body", b"")
+            more = nxt.get("more_body", False)
+        credential = headers.get(b"authorization") or ("anon:" + str((scope.get("client") or ("", 0))[0])).encode()
+        scope_hash = hashlib.sha256(credential).hexdigest()
+        path = scope["path"]
+        request_hash = hashlib.sha256(b"POST " + path.encode() + b"\n" + body).hexdigest()
+
+        existing = await self._claim(runtime, scope_hash, key, path, request_hash)
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                return await _send_error(send, 422, "idempotency_key_reused", translate("idempotency_key_reused", lang))
+            if existing.status_code is None:
+                return await _send_error(send, 409, "idempotency_in_progress", translate("idempotency_in_progress", lang))
+            payload = existing.response_body or b""
+            await send({"type": "http.response.start", "status": existing.status_code, "headers": [
+                (b"content-type", (existing.content_type or "application/json").encode()),
+                (b"content-length", str(len(payload)).encode()),
+                (b"idempotent-replayed", b"true"),
+            ]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+
+        captured: dict[str, object] = {"status": 500, "content_type": None, "body": []}
+
+        async def send_wrapper(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                captured["status"] = msg["status"]
+                for name, value in msg.get("headers", []):
+                    if name.lower() == b"content-type":
+                        captured["content_type"] = value.decode("latin-1")
+            elif msg["type"] == "http.response.body":
+                captured["body"].append(msg.get("body", b""))  # type: ignore[union-attr]
+            await send(msg)
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.app(scope, replay, send_wrapper)
+        finally:
+            await self._finish(runtime, scope_hash, key, captured)
+
+    async def _claim(self, runtime: Runtime, scope_hash: str, key: str, path: str,
+                     request_hash: str) -> IdempotencyRecord | None:
+        """Insert a pending record; return the existing live record if the key was already used."""
+        ttl = timedelta(seconds=runtime.settings.idempotency_ttl_seconds)
+        for _ in range(2):
+            async with runtime.sessionmaker() as session:
+                existing = await session.get(IdempotencyRecord, (scope_hash, key))
+                if existing is not None and existing.created_at > utcnow() - ttl:
+                    return existing
+                if existing is not None:
+                    await session.delete(existing)
+                    await session.flush()
+                session.add(IdempotencyRecord(scope=scope_hash, key=key, method="POST", path=path,
+                                              request_hash=request_hash, status_code=None, created_at=utcnow()))
+                try:
+                    await session.commit()
+                    return None
+                except IntegrityError:
+                    await session.rollback()  # a concurrent twin won the insert; read theirs
+        async with runtime.sessionmaker() as session:
+            return await session.get(IdempotencyRecord, (scope_hash, key))
+
+    async def _finish(self, runtime: Runtime, scope_hash: str, key: str, captured: dict[str, object]) -> None:
+        status = int(captured["status"])  # type: ignore[arg-type]
+        async with runtime.sessionmaker() as session:
+            record = await session.get(IdempotencyRecord, (scope_hash, key))
+            if record is None:
+                return
+            if status >= 500:
+                await session.delete(record)  # a server failure is not an answer: let the client retry
+            else:
+                record.status_code = status
+                record.content_type = captured["content_type"]  # type: ignore[assignment]
+                record.response_body = b"".join(captured["body"])  # type: ignore[arg-type]
+            await session.commit()
+
+
+async def prune_expired(runtime: Runtime) -> int:
+    """Delete records past their time to live; returns how many."""
+    cutoff = utcnow() - timedelta(seconds=runtime.settings.idempotency_ttl_seconds)
+    async with runtime.sessionmaker() as session:
+        old = (await session.scalars(select(IdempotencyRecord.key).where(IdempotencyRecord.created_at < cutoff))).all()
+        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+        await session.commit()
+    return len(old)

@@ -1,0 +1,123 @@
+"""ASGI middleware: request ids and access logs, body size and encoding limits, Prometheus metrics.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so WebSockets pass through untouched and responses are
+not buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kefu.core.i18n import negotiate
+from kefu.core.ids import new_id
+from kefu.core.metrics import Metrics
+from kefu.core.logging import request_id_var
+
+log = logging.getLogger("kefu.http")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = orjson.dumps({"error": {"code": code, "message": message, "details": {}, "request_id": request_id_var.get()}})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Assigns a request id, logs one line per request (no bodies, no query strings) and records metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_id("req")
+        token = request_id_var.set(request_id)
+        status_holder: dict[str, Any] = {"status": 500}
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if scope["type"] == "http":
+                elapsed = time.perf_counter() - started
+                route = _route_of(scope)
+                self.metrics.requests.labels(scope["method"], route, str(status_holder["status"])).inc()
+                self.metrics.latency.labels(scope["method"], route).observe(elapsed)
+                log.info("request", extra={"method": scope["method"], "route": route,
+                                           "status": status_holder["status"], "ms": round(elapsed * 1000, 2)})
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Rejects bodies over the configured size (413) and JSON bodies that are not UTF-8 (400), before routing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        lang = negotiate(headers.get(b"accept-language", b"").decode("latin-1") or None)
+        from kefu.core.i18n import translate
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await _send_error(send, 413, "payload_too_large",
+                                     translate("payload_too_large", lang, limit=self.max_bytes))
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await _send_error(send, 413, "payload_too_large",
+                                         translate("payload_too_large", lang, limit=self.max_bytes))
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        content_type = headers.get(b"content-type", b"").lower()
+        if body and (b"json" in content_type or not content_type):
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                return await _send_error(send, 400, "invalid_encoding", translate("invalid_encoding", lang))
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,17 @@
+"""Every router of the public API, in the order they appear in the OpenAPI document."""
+
+from kefu.api.v1 import api_keys, audit, auth, contacts, conversations, inboxes, ops, users, widget
+from kefu.realtime import gateway
+
+ROUTERS = [
+    ops.router,
+    auth.router,
+    users.router,
+    api_keys.router,
+    audit.router,
+    inboxes.router,
+    contacts.router,
+    conversations.router,
+    widget.router,
+    gateway.router,
+]

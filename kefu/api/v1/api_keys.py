@@ -1,0 +1,7 @@
+"""REST routes: api_keys (to be filled in)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,7 @@
+"""REST routes: inboxes (to be filled in)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,81 @@
+"""``create_app(settings)``: builds the ASGI app of one Kefu node. Nothing imports this module."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from kefu import __version__
+from kefu.api.errors import install_error_handlers
+from kefu.api.idempotency import IdempotencyMiddleware, prune_expired
+from kefu.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from kefu.core.metrics import Metrics
+from kefu.api.v1 import ROUTERS
+from kefu.core.logging import configure_logging
+from kefu.core.settings import Settings
+from kefu.realtime.hub import Hub
+from kefu.runtime import Runtime, build_runtime
+
+log = logging.getLogger("kefu.app")
+STATIC = Path(__file__).with_name("static")
+
+
+async def _housekeeping(runtime: Runtime) -> None:
+    """Prune expired idempotency records and identity nonces now and then."""
+    from kefu.channels import actions as channel_actions
+
+    while True:
+        await asyncio.sleep(600)
+        try:
+            await prune_expired(runtime)
+            await channel_actions.prune_identity_nonces(runtime.sessionmaker)
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_level, json=settings.log_json)
+    runtime = build_runtime(settings)
+    metrics = Metrics()
+    hub = Hub(runtime, metrics)
+    runtime.extras["hub"] = hub
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.bus.subscribe(hub.dispatch)
+        await runtime.start()
+        task = asyncio.create_task(_housekeeping(runtime), name="kefu-housekeeping")
+        log.info("kefu node started", extra={"node_id": runtime.node_id, "bus": type(runtime.bus).__name__})
+        try:
+            yield
+        finally:
+            task.cancel()
+            await hub.close()
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Kefu API",
+        version=__version__,
+        description="Omnichannel contact center for e-commerce. Errors: `{error: {code, message, details, request_id}}`.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.metrics = metrics
+    app.state.hub = hub
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Order matters: the outermost middleware is added last.
+    app.add_middleware(IdempotencyMiddleware, runtime_getter=lambda: runtime)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,90 @@
+"""Inbox and web chat widget shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kefu.conversations.schemas import _Read
+
+
+class InboxSettings(BaseModel):
+    """How the widget looks and greets; shown to visitors."""
+
+    greeting_zh: str | None = Field(default=None, max_length=500)
+    greeting_en: str | None = Field(default=None, max_length=500)
+    color: str = Field(default="#1677ff", pattern=r"^#[0-9a-fA-F]{6}$")
+    position: Literal["right", "left"] = "right"
+    locale: Literal["auto", "zh", "en"] = "auto"
+    # Accept Intercom-style static hashes (HMAC of the customer id alone). They cannot be replay-checked.
+    accept_static_identity_hash: bool = True
+
+
+class InboxCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    channel_type: Literal["webchat"] = "webchat"
+    require_identity: bool = False
+    settings: InboxSettings = Field(default_factory=InboxSettings)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "官网在线客服", "settings": {"color": "#e4393c"}}]})
+
+
+class InboxUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    require_identity: bool | None = None
+    settings: InboxSettings | None = None
+    is_active: bool | None = None
+
+
+class InboxRead(_Read):
+    id: str
+    name: str
+    channel_type: str
+    require_identity: bool
+    settings: dict[str, Any]
+    is_active: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class InboxSecretRead(InboxRead):
+    """Returned to admins only: the secret the shop's backend signs identity tokens with."""
+
+    identity_secret: str
+
+
+class WidgetSessionCreate(BaseModel):
+    """Start or resume a widget session. Send the stored ``visitor_token`` on reload to keep the history."""
+
+    inbox_id: str = Field(min_length=1, max_length=40)
+    visitor_token: str | None = Field(default=None, max_length=2000)
+    identity_token: str | None = Field(default=None, max_length=1000)
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    identity_hash: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    locale: Literal["zh", "en"] | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"inbox_id": "inb_01jd0000000000000000000000"}]})
+
+
+class WidgetConfig(BaseModel):
+    inbox_id: str
+    name: str
+    greeting: str
+    color: str
+    position: str
+    locale: str
+
+
+class WidgetSessionRead(BaseModel):
+    visitor_token: str
+    visitor_id: str
+    contact_id: str
+    verified: bool
+    conversation_id: str | None
+    expires_at: str
+    widget: WidgetConfig

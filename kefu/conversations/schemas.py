@@ -1,0 +1,89 @@
+"""Conversation and message shapes for the API, the event payloads and the widget."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from kefu.core.clock import isoformat
+
+ConversationStatus = Literal["open", "pending", "resolved", "closed"]
+OwnerKind = Literal["bot", "queue", "agent"]
+SenderKind = Literal["customer", "agent", "bot", "system"]
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_serializer("*", when_used="json")
+    def _ts(self, value: Any) -> Any:
+        return isoformat(value) if isinstance(value, datetime) else value
+
+
+class Attachment(BaseModel):
+    """Attachment metadata; the file itself lives in object storage (a later issue)."""
+
+    name: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(min_length=1, max_length=100)
+    size: int = Field(ge=0, le=100 * 1024 * 1024)
+    url: str | None = Field(default=None, max_length=2000)
+
+
+class MessageBase(BaseModel):
+    body: str = Field(default="", max_length=10_000)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=10)
+
+
+class MessageCreate(MessageBase):
+    """A message or internal note posted by an agent or an integration."""
+
+    private: bool = False
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=80)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"body": "您好，您的包裹已发出。", "client_message_id": "c-1"}]})
+
+
+class MessageRead(_Read):
+    id: str
+    conversation_id: str
+    sender_kind: SenderKind
+    sender_id: str | None
+    body: str
+    content_type: str
+    attachments: list[dict[str, Any]]
+    private: bool
+    client_message_id: str | None
+    delivery_status: str
+    created_at: datetime
+
+
+class ConversationRead(_Read):
+    id: str
+    inbox_id: str
+    contact_id: str
+    channel: str
+    status: ConversationStatus
+    owner_kind: OwnerKind
+    assignee_id: str | None
+    priority: int
+    subject: str | None
+    locale: str | None
+    last_message_at: datetime | None
+    last_message_preview: str | None
+    message_count: int
+    tags: list[str] = Field(default_factory=list)
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class ConversationUpdate(BaseModel):
+    """Fields an agent may change; send ``If-Match: <version>`` to guard against concurrent edits."""
+
+    status: ConversationStatus | None = None
+    assignee_id: str | None = Field(default=None, max_length=40)
+    priority: int | None = Field(default=None, ge=0, le=10)
+    subject: str | None = Field(default=None, max_length=300)

@@ -1,0 +1,128 @@
+"""Publishing committed outbox rows, and recovering rows whose node died before publishing them.
+
+Delivery is at least once: a row is published by the node that committed it right after commit, and any
+row still unmarked after ``outbox_stale_seconds`` (or at start-up) is claimed and published by a sweeper.
+Consumers tolerate duplicates by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kefu.core.clock import utcnow
+from kefu.events.bus import EventBus
+from kefu.events.models import OutboxEvent
+from kefu.events.types import DomainEvent
+
+log = logging.getLogger("kefu.events.outbox")
+
+
+def to_event(row: OutboxEvent, origin: str | None = None) -> DomainEvent:
+    return DomainEvent(
+        id=row.id,
+        type=row.type,
+        tenant_id=row.tenant_id,
+        conversation_id=row.conversation_id,
+        contact_id=row.contact_id,
+        data=row.data,
+        created_at=row.created_at,
+        origin=origin,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        *,
+        sweep_seconds: float = 2.0,
+        stale_seconds: float = 5.0,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.bus = bus
+        self._sweep_seconds = sweep_seconds
+        self._stale_seconds = stale_seconds
+        self._to_mark: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish_committed(self, events: list[DomainEvent]) -> None:
+        """Hand just-committed events to the bus; marking them published is batched in the background."""
+        if not events:
+            return
+        await self.bus.publish(events)
+        self._to_mark.extend(e.id for e in events)
+
+    async def start(self) -> None:
+        await self.recover(stale_seconds=0)
+        self._task = asyncio.create_task(self._loop(), name="kefu-outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.flush_marks()
+
+    async def flush_marks(self) -> None:
+        ids, self._to_mark = self._to_mark, []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            async with self._sessionmaker() as session:
+                await session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_(chunk), OutboxEvent.published_at.is_(None))
+                    .values(published_at=utcnow())
+                )
+                await session.commit()
+
+    async def recover(self, *, stale_seconds: float | None = None) -> int:
+        """Claim and publish unpublished rows older than ``stale_seconds``; return how many."""
+        age = self._stale_seconds if stale_seconds is None else stale_seconds
+        total = 0
+        while True:
+            cutoff = utcnow() - timedelta(seconds=age)
+            async with self._sessionmaker() as session:
+                ids = (
+                    await session.scalars(
+                        select(OutboxEvent.id)
+                        .where(OutboxEvent.published_at.is_(None), OutboxEvent.created_at <= cutoff)
+                        .order_by(OutboxEvent.id)
+                        .limit(500)
+                    )
+                ).all()
+                if not ids:
+                    await session.commit()
+                    return total
+                rows = (
+                    await session.scalars(
+                        update(OutboxEvent)
+                        .where(OutboxEvent.id.in_(ids), OutboxEvent.published_at.is_(None))
+                        .values(published_at=utcnow())
+                        .returning(OutboxEvent)
+                    )
+                ).all()
+                events = sorted((to_event(r) for r in rows), key=lambda e: e.id)
+                await session.commit()
+            if events:
+                log.info("recovered unpublished events", extra={"count": len(events)})
+                await self.bus.publish(events)
+                total += len(events)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                await self.flush_marks()
+                await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox sweep failed")

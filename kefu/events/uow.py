@@ -1,0 +1,70 @@
+"""Unit of work: one transaction per use case, with its domain events written to the outbox inside it.
+
+Actions receive a ``UnitOfWork``, change state through ``uow.session`` and call ``uow.emit``; the caller
+commits once at the use-case boundary. Events reach the bus only after the commit succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kefu.core.clock import utcnow
+from kefu.events.models import OutboxEvent
+from kefu.events.outbox import OutboxRelay, to_event
+from kefu.events.types import DomainEvent
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, relay: OutboxRelay | None, *, crash_after_commit: bool = False):
+        self.session = session
+        self._relay = relay
+        self._rows: list[OutboxEvent] = []
+        self._crash_after_commit = crash_after_commit
+
+    def emit(
+        self,
+        type: str,
+        *,
+        tenant_id: str,
+        data: dict[str, Any],
+        conversation_id: str | None = None,
+        contact_id: str | None = None,
+    ) -> None:
+        """Record a domain event to be published after this unit of work commits."""
+        row = OutboxEvent(
+            tenant_id=tenant_id,
+            type=type,
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+            data=data,
+            created_at=utcnow(),
+        )
+        self.session.add(row)
+        self._rows.append(row)
+
+    def mark(self) -> int:
+        """Return a marker for ``discard_since`` (used when a savepoint is rolled back)."""
+        return len(self._rows)
+
+    def discard_since(self, marker: int) -> None:
+        del self._rows[marker:]
+
+    async def commit(self) -> list[DomainEvent]:
+        """Commit the transaction, then publish its events; return them."""
+        if self._rows:
+            await self.session.flush()
+        events = [to_event(row) for row in self._rows]
+        await self.session.commit()
+        self._rows = []
+        if self._crash_after_commit and events:
+            os._exit(70)  # test-only fault injection: die between commit and publish
+        if self._relay is not None:
+            await self._relay.publish_committed(events)
+        return events
+
+    async def rollback(self) -> None:
+        self._rows = []
+        await self.session.rollback()

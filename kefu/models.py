@@ -1,0 +1,13 @@
+"""Imports every ORM module so that ``Base.metadata`` is complete (for Alembic and test set-up)."""
+
+from kefu.api import models as api_models  # noqa: F401
+from kefu.audit import models as audit_models  # noqa: F401
+from kefu.auth import models as auth_models  # noqa: F401
+from kefu.channels import models as channel_models  # noqa: F401
+from kefu.contacts import models as contact_models  # noqa: F401
+from kefu.conversations import models as conversation_models  # noqa: F401
+from kefu.core.db import Base
+from kefu.events import models as event_models  # noqa: F401
+from kefu.tenants import models as tenant_models  # noqa: F401
+
+metadata = Base.metadata

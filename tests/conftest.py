@@ -1,0 +1,182 @@
+"""Shared test harness: real databases (SQLite always, PostgreSQL when it answers), a real HTTP server.
+
+Tests isolate themselves by creating their own tenant (ids and emails are random), so one migrated database
+per session is enough and nothing needs truncating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from kefu.core.migrate import upgrade
+from kefu.core.settings import Settings
+from kefu.runtime import Runtime, build_runtime
+from tests.factories import TenantFixture, create_tenant
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+PG_ADMIN_DSN = os.environ.get("KEFU_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_SECRET = "test-secret-key-for-kefu-suite-0123456789"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(what: str) -> None:
+    """Skip when a service is missing on a developer machine; in CI (where it must exist) fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not reachable, and CI must run this suite against it")
+    pytest.skip(f"{what} is not reachable")
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "test",
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "log_json": False,
+        "log_level": "WARNING",
+        "outbox_sweep_seconds": 0.2,
+        "outbox_stale_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("db") / "kefu.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    return url
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if not _port_open(PG_HOST, PG_PORT):
+        _unavailable("PostgreSQL at 127.0.0.1:5432")
+    name = f"kefu_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://")
+    upgrade(url)
+    yield url
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not _port_open("127.0.0.1", 6379):
+        _unavailable("Redis at 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Parametrises storage and event tests over both databases."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+class LiveServer:
+    """A real uvicorn server for one app, in a thread with its own event loop, on a free port."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kefu.app import create_app
+
+        self.settings = settings
+        self.app = create_app(settings, configure_logs=False)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="websockets")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> "LiveServer":
+        self._thread.start()
+        for _ in range(500):
+            if self._server.started:
+                return self
+            if not self._thread.is_alive():
+                raise RuntimeError("server thread died during start-up")
+            threading.Event().wait(0.01)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+@pytest.fixture(scope="session")
+def server(sqlite_url: str) -> Iterator[LiveServer]:
+    """The shared server on the session's SQLite database."""
+    live = LiveServer(make_settings(sqlite_url)).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+async def runtime(sqlite_url: str) -> AsyncIterator[Runtime]:
+    """A runtime on the shared SQLite database, in the test's event loop, for factories and direct reads."""
+    rt = build_runtime(make_settings(sqlite_url))
+    yield rt
+    await rt.engine.dispose()
+
+
+@pytest.fixture
+async def tenant(runtime: Runtime) -> TenantFixture:
+    """A fresh tenant with an admin, a supervisor, an agent (all logged in) and a web chat inbox."""
+    return await create_tenant(runtime)
+
+
+@pytest.fixture
+async def other_tenant(runtime: Runtime) -> TenantFixture:
+    return await create_tenant(runtime)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        if (root / "e2e") in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
