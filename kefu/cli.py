@@ -32,6 +32,13 @@ async def _with_runtime(settings: Settings, fn):  # type: ignore[no-untyped-def]
         await runtime.engine.dispose()
 
 
+def _refuse_demo_in_production(settings: Settings) -> None:
+    """The demo users have published passwords; they must never exist on a production deployment."""
+    if settings.environment == "production":
+        console.print("[red]refusing to seed the demo shop: KEFU_ENVIRONMENT is production[/red]")
+        raise typer.Exit(2)
+
+
 def _print_demo(info, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     table = Table(title="Kefu demo shop 演示商城", show_lines=False)
     table.add_column("role 角色")
@@ -62,6 +69,7 @@ def demo_seed() -> None:
     from kefu.demo.seed import seed_demo
 
     settings = _settings()
+    _refuse_demo_in_production(settings)
     upgrade(settings.database_url)
     info = asyncio.run(_with_runtime(settings, seed_demo))
     _print_demo(info, settings)
@@ -84,6 +92,7 @@ def serve(
     if migrate_first:
         upgrade(settings.database_url)
     if seed_demo:
+        _refuse_demo_in_production(settings)
         from kefu.demo.seed import seed_demo as do_seed
 
         _print_demo(asyncio.run(_with_runtime(settings, do_seed)), settings)
