@@ -2,8 +2,12 @@
 
 Hot paths such as appending chat messages arrive faster than one commit per message allows (about 1-3k
 commits/s through the async ORM). Callers submit a use case; a single flusher runs every queued use case
-inside its own SAVEPOINT of one transaction, commits once, then resolves each caller. A use case that fails
-rolls back only its savepoint and gets its own exception; the others still commit.
+in one transaction, commits once, then resolves each caller.
+
+The common case pays no SAVEPOINTs: the batch runs straight through. Only if some use case raises (or the
+commit fails) is the batch rolled back and run again with one SAVEPOINT per use case, so the failing one
+gets its own exception and the others still commit. Use cases must therefore be safe to run twice when the
+first run was rolled back, which holds for pure database work.
 """
 
 from __future__ import annotations
@@ -67,12 +71,38 @@ class GroupCommitter:
                         future.set_exception(exc)
 
     async def _flush(self, batch: list[tuple[UseCase, asyncio.Future[Any]]]) -> None:
+        batch = [(use_case, future) for use_case, future in batch if not future.cancelled()]
+        if not batch:
+            return
+        done = await self._run_straight(batch)
+        if done is None:
+            done = await self._run_isolated(batch)
+        self.batches += 1
+        self.items += len(done)
+        for future, result in done:
+            if not future.done():
+                future.set_result(result)
+
+    async def _run_straight(self, batch: list[tuple[UseCase, asyncio.Future[Any]]]) -> list[tuple[asyncio.Future[Any], Any]] | None:
+        """Run the whole batch in one transaction; None if anything failed (then nothing was committed)."""
+        async with self._sessionmaker() as session:
+            uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
+            done: list[tuple[asyncio.Future[Any], Any]] = []
+            try:
+                for use_case, future in batch:
+                    done.append((future, await use_case(uow)))
+                await uow.commit()
+            except Exception:
+                await uow.rollback()
+                return None
+            return done
+
+    async def _run_isolated(self, batch: list[tuple[UseCase, asyncio.Future[Any]]]) -> list[tuple[asyncio.Future[Any], Any]]:
+        """Run each use case in its own SAVEPOINT so a failure fails only its caller."""
         done: list[tuple[asyncio.Future[Any], Any]] = []
         async with self._sessionmaker() as session:
             uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
             for use_case, future in batch:
-                if future.cancelled():
-                    continue
                 marker = uow.mark()
                 savepoint = await session.begin_nested()
                 try:
@@ -86,8 +116,4 @@ class GroupCommitter:
                     continue
                 done.append((future, result))
             await uow.commit()
-        self.batches += 1
-        self.items += len(done)
-        for future, result in done:
-            if not future.done():
-                future.set_result(result)
+        return done
