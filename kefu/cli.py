@@ -15,6 +15,8 @@ demo_app = typer.Typer(help="Demo shop data", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
+users_app = typer.Typer(help="Users", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 console = Console()
 
 
@@ -73,6 +75,85 @@ def demo_seed() -> None:
     upgrade(settings.database_url)
     info = asyncio.run(_with_runtime(settings, seed_demo))
     _print_demo(info, settings)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: str = typer.Option(None, "--tenant", help="Only this tenant (id); default every tenant with entries"),
+) -> None:
+    """Check the audit hash chains; exit code 1 if an entry was edited, deleted or re-linked."""
+    from kefu.audit import service as audit_service
+
+    async def _verify(runtime):  # type: ignore[no-untyped-def]
+        async with runtime.sessionmaker() as session:
+            return await audit_service.verify_chain(session=session, tenant_id=tenant)
+
+    reports = asyncio.run(_with_runtime(_settings(), _verify))
+    # One plain line per tenant: never truncated by the terminal width, easy to grep in cron mail.
+    for r in reports:
+        if r.ok:
+            line = f"ok        tenant={r.tenant_id} entries={r.entries_checked} head_hash={r.head_hash or '-'}"
+        else:
+            line = (f"TAMPERED  tenant={r.tenant_id} entries_checked={r.entries_checked} "
+                    f"first_bad_seq={r.first_bad_seq} reason={r.reason}")
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        console.print(f"[bold red]tampering detected in {len(bad)} of {len(reports)} chain(s)[/bold red]")
+        raise typer.Exit(code=1)
+    console.print(f"{len(reports)} chain(s) verified, no tampering found")
+
+
+@users_app.command("create")
+def users_create(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug or id"),
+    email: str = typer.Option(..., "--email"),
+    role: str = typer.Option("admin", "--role", help="admin, supervisor or agent"),
+    display_name: str = typer.Option(None, "--name", help="Display name (default: the email)"),
+    locale: str = typer.Option("zh", "--locale", help="zh or en"),
+    password: str = typer.Option(..., "--password", prompt=True, hide_input=True, confirmation_prompt=True,
+                                 help="Prompted for when left out"),
+) -> None:
+    """Create a user in a tenant (e.g. the first admin); audited as done by the system."""
+    from sqlalchemy import select
+
+    from kefu.auth import actions as auth_actions
+    from kefu.auth.policies import ROLES
+    from kefu.core.errors import DomainError
+    from kefu.core.i18n import translate
+    from kefu.tenants.models import Tenant
+
+    if role not in ROLES:
+        console.print(f"[red]role must be one of {', '.join(ROLES)}[/red]")
+        raise typer.Exit(code=2)
+    if locale not in ("zh", "en"):
+        console.print("[red]locale must be zh or en[/red]")
+        raise typer.Exit(code=2)
+
+    async def _create(runtime):  # type: ignore[no-untyped-def]
+        uow = runtime.unit_of_work()
+        try:
+            found = (await uow.session.scalars(
+                select(Tenant.id).where((Tenant.slug == tenant) | (Tenant.id == tenant)))).first()
+            if found is None:
+                return None
+            user = await auth_actions.do_create_user(uow, tenant_id=found, email=email,
+                                                     display_name=display_name or email, role=role,
+                                                     password=password, locale=locale)
+            await uow.commit()
+            return user
+        finally:
+            await uow.session.close()
+
+    try:
+        user = asyncio.run(_with_runtime(_settings(), _create))
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}: {translate(exc.code, 'en', **exc.params)}[/red]")
+        raise typer.Exit(code=1) from None
+    if user is None:
+        console.print(f"[red]no tenant with slug or id {tenant!r}[/red]")
+        raise typer.Exit(code=1)
+    console.print(f"created {user.role} {user.email} ({user.id}) in tenant {user.tenant_id}")
 
 
 @app.command()

@@ -27,3 +27,8 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "supervisor": _AGENT | {"audit:read"},
     "agent": _AGENT,
 }
+
+
+def unknown_scopes(scopes: list[str] | set[str]) -> list[str]:
+    """The requested scopes that do not exist, sorted (empty when all are known)."""
+    return sorted(s for s in set(scopes) if s not in ALL_SCOPES)

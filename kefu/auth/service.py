@@ -1,14 +1,20 @@
-"""Reads for auth: resolving a bearer token to a ``Principal``, and permission-checked user access."""
+"""Reads for auth: resolving a bearer token to a ``Principal``, and permission-checked user and key access.
+
+``access_*`` is the only way to load a user or key for a caller; objects of another tenant raise the same
+``NotFound`` as missing ones, so ids leak nothing.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.auth.models import ApiKey, AuthSession, User
-from kefu.auth.schemas import Principal
+from kefu.auth.policies import ROLE_SCOPES
+from kefu.auth.schemas import MeRead, Principal, UserRead
 from kefu.core.clock import utcnow
-from kefu.core.errors import Unauthenticated
+from kefu.core.errors import NotFound, Unauthenticated
+from kefu.core.ids import has_prefix
 from kefu.core.security import constant_time_equals, token_hash
 
 API_KEY_PREFIX = "kefu_"
@@ -54,5 +60,87 @@ async def authenticate(*, session: AsyncSession, token: str) -> Principal:
     auth_session, user = row
     if auth_session.revoked_at is not None or auth_session.expires_at <= now or not user.is_active:
         raise Unauthenticated("invalid_token")
+    return principal_of(user)
+
+
+def principal_of(user: User) -> Principal:
+    """The principal a user acts as once signed in."""
     return Principal(kind="user", id=user.id, tenant_id=user.tenant_id, role=user.role, locale=user.locale,
                      display_name=user.display_name)
+
+
+async def get_user_by_email(*, session: AsyncSession, email: str) -> User | None:
+    return (await session.scalars(select(User).where(User.email == email))).first()
+
+
+async def access_user(*, session: AsyncSession, tenant_id: str, user_id: str) -> User:
+    if not has_prefix(user_id, "usr"):
+        raise NotFound("user_not_found")
+    user = await session.get(User, user_id)
+    if user is None or user.tenant_id != tenant_id:
+        raise NotFound("user_not_found")
+    return user
+
+
+async def list_users(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    after_id: str | None = None,
+    limit: int = 50,
+    role: str | None = None,
+    is_active: bool | None = None,
+) -> list[User]:
+    """Users of one tenant in id (= creation) order; fetches ``limit + 1`` to tell whether more exist."""
+    query = select(User).where(User.tenant_id == tenant_id)
+    if after_id is not None:
+        query = query.where(User.id > after_id)
+    if role is not None:
+        query = query.where(User.role == role)
+    if is_active is not None:
+        query = query.where(User.is_active.is_(is_active))
+    return list((await session.scalars(query.order_by(User.id).limit(limit + 1))).all())
+
+
+async def count_active_admins(*, session: AsyncSession, tenant_id: str) -> int:
+    return await session.scalar(
+        select(func.count()).select_from(User)
+        .where(User.tenant_id == tenant_id, User.role == "admin", User.is_active.is_(True))) or 0
+
+
+def user_read(user: User) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+def me_read(user: User) -> MeRead:
+    return MeRead.model_validate(
+        {**UserRead.model_validate(user).model_dump(), "tenant_id": user.tenant_id,
+         "scopes": sorted(ROLE_SCOPES.get(user.role, frozenset()))})
+
+
+async def access_api_key(*, session: AsyncSession, tenant_id: str, key_id: str) -> ApiKey:
+    if not has_prefix(key_id, "key"):
+        raise NotFound("api_key_not_found")
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.tenant_id != tenant_id:
+        raise NotFound("api_key_not_found")
+    return key
+
+
+async def list_api_keys(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    after_id: str | None = None,
+    limit: int = 50,
+    revoked: bool | None = None,
+) -> list[ApiKey]:
+    """Keys of one tenant in id (= creation) order; fetches ``limit + 1`` to tell whether more exist."""
+    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+    if after_id is not None:
+        query = query.where(ApiKey.id > after_id)
+    if revoked is True:
+        query = query.where(ApiKey.revoked_at.is_not(None))
+    elif revoked is False:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return list((await session.scalars(query.order_by(ApiKey.id).limit(limit + 1))).all())

@@ -1,7 +1,54 @@
-"""REST routes: audit (to be filled in)."""
+"""REST routes: reading the caller's tenant's audit log (admins and supervisors)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Query
+
+from kefu.api.deps import Scoped, UoWDep
+from kefu.api.pagination import decode_cursor, encode_cursor
+from kefu.api.v1.auth import AUTH_ERRORS, error_responses
+from kefu.audit import service as audit_service
+from kefu.audit.schemas import AuditEntryPage, AuditEntryRead
+from kefu.core.errors import ValidationFailed
+
+router = APIRouter(prefix="/api/v1/audit-entries", tags=["audit"])
+
+_CURSOR_PREFIX = "aud_"
+_TOKEN = r"^[A-Za-z0-9_.:-]+$"  # ids and action names; also keeps NUL bytes away from PostgreSQL
+Filter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=_TOKEN)]
+
+
+def _after_id(cursor: str | None) -> int | None:
+    value = decode_cursor(cursor)
+    if value is None:
+        return None
+    digits = value[len(_CURSOR_PREFIX):]
+    if not value.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 18:
+        raise ValidationFailed("invalid_cursor", details={"field": "cursor"})
+    return int(digits)
+
+
+@router.get("", summary="List audit entries of your tenant in the order they were written",
+            description="Filters combine with AND. Each entry carries `hash` and `prev_hash` of the tenant's "
+                        "hash chain; `kefu audit verify` checks the whole chain.",
+            response_model=AuditEntryPage,
+            responses=error_responses({**AUTH_ERRORS, 422: "validation_error, invalid_cursor"}))
+async def list_audit_entries(
+    uow: UoWDep,
+    actor: Scoped("audit:read"),
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_TOKEN, examples=["user.role_changed"])] = None,
+    actor_id: Filter = None,
+    target_type: Filter = None,
+    target_id: Filter = None,
+) -> AuditEntryPage:
+    rows = await audit_service.list_entries(session=uow.session, tenant_id=actor.tenant_id, after_id=_after_id(cursor),
+                                            limit=limit, action=action, actor_id=actor_id, target_type=target_type,
+                                            target_id=target_id)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditEntryPage(data=[AuditEntryRead.model_validate(r) for r in rows],
+                          next_cursor=encode_cursor(f"{_CURSOR_PREFIX}{rows[-1].id}") if more and rows else None)

@@ -1,50 +1,71 @@
-"""REST routes: login, logout and the signed-in user."""
+"""REST routes: login, logout and the signed-in user (``/auth/me``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from kefu.api.deps import CurrentPrincipal, RuntimeDep, UoWDep, bearer_token
 from kefu.auth import actions as auth_actions
+from kefu.auth import service as auth_service
+from kefu.auth.schemas import LoginRequest, LoginResponse, MeRead, MeUpdate, Principal
 from kefu.core.clock import isoformat
-from kefu.core.errors import Unauthenticated
+from kefu.core.errors import Forbidden, Unauthenticated, ValidationFailed
+
+if TYPE_CHECKING:
+    from kefu.auth.models import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-ERRORS = {401: {"description": "invalid_credentials, account_disabled"}, 429: {"description": "login_rate_limited"}}
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+    request_id: str | None
 
 
-class LoginRequest(BaseModel):
-    email: str = Field(min_length=3, max_length=254)
-    password: str = Field(min_length=1, max_length=1000)
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "agent@demo.kefu.local", "password": "kefu-agent-demo"}]})
+    error: ErrorDetail
 
 
-class LoginResponse(BaseModel):
-    token: str
-    token_type: str = "bearer"
-    expires_at: str
-    user_id: str
-    tenant_id: str
-    role: str
-    locale: str
-    display_name: str
+def error_responses(spec: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: status -> the error codes it can carry."""
+    return {status: {"model": ErrorResponse, "description": codes} for status, codes in spec.items()}
+
+
+# Every authenticated route can answer these.
+AUTH_ERRORS = {401: "unauthenticated, invalid_token", 403: "forbidden, insufficient_scope"}
+# Every route with a JSON body can answer these (checked before routing); 422 is listed per route.
+BODY_ERRORS = {400: "malformed_json, invalid_encoding, invalid_idempotency_key", 413: "payload_too_large"}
 
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def _own_user(uow: UoWDep, principal: Principal) -> User:
+    """The caller's own user row; API keys have none."""
+    if principal.kind != "user":
+        raise Forbidden("user_token_required")
+    return await auth_service.access_user(session=uow.session, tenant_id=principal.tenant_id, user_id=principal.id)
+
+
 @router.post("/login", summary="Log in with email and password; returns a bearer session token",
-             response_model=LoginResponse, responses=ERRORS)
+             response_model=LoginResponse,
+             responses=error_responses({**BODY_ERRORS, 401: "invalid_credentials, account_disabled",
+                                        429: "login_rate_limited (with Retry-After)",
+                                        422: "validation_error"}))
 async def login(body: LoginRequest, request: Request, uow: UoWDep, runtime: RuntimeDep) -> LoginResponse:
     try:
         user, token, auth_session = await auth_actions.do_login(
             uow, settings=runtime.settings, email=body.email, password=body.password, ip=client_ip(request))
     except Unauthenticated:
-        await uow.commit()  # the failed attempt must be counted even though the request fails
+        await uow.commit()  # the failed attempt (and its audit entry) must be kept even though the request fails
         raise
     await uow.commit()
     return LoginResponse(token=token, expires_at=isoformat(auth_session.expires_at) or "", user_id=user.id,
@@ -52,9 +73,36 @@ async def login(body: LoginRequest, request: Request, uow: UoWDep, runtime: Runt
 
 
 @router.post("/logout", summary="Revoke the current session token", status_code=204,
-             responses={401: {"description": "invalid_token"}})
+             responses=error_responses({401: "unauthenticated, invalid_token"}))
 async def logout(request: Request, principal: CurrentPrincipal, uow: UoWDep) -> None:
     token = bearer_token(request)
     if principal.kind == "user" and token:
-        await auth_actions.do_logout(uow, token=token)
+        await auth_actions.do_logout(uow, token=token, actor=principal, ip=client_ip(request))
         await uow.commit()
+
+
+@router.get("/me", summary="The signed-in user, with the scopes their role grants", response_model=MeRead,
+            responses=error_responses({**AUTH_ERRORS, 403: "user_token_required (called with an API key)"}))
+async def get_me(principal: CurrentPrincipal, uow: UoWDep) -> MeRead:
+    return auth_service.me_read(await _own_user(uow, principal))
+
+
+@router.patch("/me", summary="Change your display name, language or password", response_model=MeRead,
+              responses=error_responses({
+                  **BODY_ERRORS, **AUTH_ERRORS, 403: "user_token_required (called with an API key)",
+                  422: "validation_error, password_too_short, current_password_required, current_password_incorrect",
+                  429: "login_rate_limited (too many wrong current passwords; with Retry-After)"}))
+async def update_me(body: MeUpdate, request: Request, principal: CurrentPrincipal, uow: UoWDep,
+                    runtime: RuntimeDep) -> MeRead:
+    user = await _own_user(uow, principal)
+    try:
+        user = await auth_actions.do_update_own_profile(
+            uow, settings=runtime.settings, actor=principal, user=user, display_name=body.display_name,
+            locale=body.locale, current_password=body.current_password, new_password=body.new_password,
+            current_token=bearer_token(request), ip=client_ip(request))
+    except ValidationFailed as exc:
+        if exc.code == "current_password_incorrect":
+            await uow.commit()  # count the wrong guess towards the login rate limit
+        raise
+    await uow.commit()
+    return auth_service.me_read(user)
