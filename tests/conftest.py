@@ -144,8 +144,12 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def server(sqlite_url: str) -> Iterator[LiveServer]:
-    """The shared server on the session's SQLite database."""
-    live = LiveServer(make_settings(sqlite_url)).start()
+    """The shared server on the session's SQLite database.
+
+    Every test client is 127.0.0.1, so the per-address failed-login budget is raised here; the rate-limit
+    tests use servers of their own with the default budget.
+    """
+    live = LiveServer(make_settings(sqlite_url, login_max_failures=200)).start()
     yield live
     live.stop()
 

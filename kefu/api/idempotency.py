@@ -3,14 +3,22 @@
 The key space is per credential (hash of the Authorization header, or the client address when anonymous),
 so two callers never collide. A retry with the same key but a different body is refused, and a retry
 while the first request is still running gets 409 instead of running twice.
+
+Stored responses can hold secrets (a new API key, a session token, customer data), so they are sealed with
+AES-GCM under a key derived from the deployment secret, the caller's credential and the request body: the
+database alone, without the very request that is retried, cannot open them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
 from datetime import timedelta
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +31,22 @@ from kefu.runtime import Runtime
 
 log = logging.getLogger("kefu.api.idempotency")
 MAX_KEY = 200
+
+
+def _sealing_key(secret: str, credential: bytes, body: bytes) -> bytes:
+    return hmac.new(secret.encode(), b"kefu-idempotency\0" + credential + b"\0" + body, hashlib.sha256).digest()
+
+
+def seal(key: bytes, plaintext: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, b"kefu-idempotency")
+
+
+def unseal(key: bytes, sealed: bytes) -> bytes | None:
+    try:
+        return AESGCM(key).decrypt(sealed[:12], sealed[12:], b"kefu-idempotency")
+    except (InvalidTag, ValueError):
+        return None
 
 
 class IdempotencyMiddleware:
@@ -55,13 +79,17 @@ class IdempotencyMiddleware:
         path = scope["path"]
         request_hash = hashlib.sha256(b"POST " + path.encode() + b"\n" + body).hexdigest()
 
+        sealing_key = _sealing_key(runtime.settings.secret_key, credential, body)
         existing = await self._claim(runtime, scope_hash, key, path, request_hash)
         if existing is not None:
             if existing.request_hash != request_hash:
                 return await _send_error(send, 422, "idempotency_key_reused", translate("idempotency_key_reused", lang))
             if existing.status_code is None:
                 return await _send_error(send, 409, "idempotency_in_progress", translate("idempotency_in_progress", lang))
-            payload = existing.response_body or b""
+            payload = unseal(sealing_key, existing.response_body or b"")
+            if payload is None:  # sealed under another deployment secret: cannot be replayed
+                return await _send_error(send, 409, "idempotency_replay_unavailable",
+                                         translate("idempotency_replay_unavailable", lang))
             await send({"type": "http.response.start", "status": existing.status_code, "headers": [
                 (b"content-type", (existing.content_type or "application/json").encode()),
                 (b"content-length", str(len(payload)).encode()),
@@ -94,7 +122,7 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay, send_wrapper)
         finally:
-            await self._finish(runtime, scope_hash, key, captured)
+            await self._finish(runtime, scope_hash, key, captured, sealing_key)
 
     async def _claim(self, runtime: Runtime, scope_hash: str, key: str, path: str,
                      request_hash: str) -> IdempotencyRecord | None:
@@ -118,7 +146,8 @@ class IdempotencyMiddleware:
         async with runtime.sessionmaker() as session:
             return await session.get(IdempotencyRecord, (scope_hash, key))
 
-    async def _finish(self, runtime: Runtime, scope_hash: str, key: str, captured: dict[str, object]) -> None:
+    async def _finish(self, runtime: Runtime, scope_hash: str, key: str, captured: dict[str, object],
+                      sealing_key: bytes) -> None:
         status = int(captured["status"])  # type: ignore[arg-type]
         async with runtime.sessionmaker() as session:
             record = await session.get(IdempotencyRecord, (scope_hash, key))
@@ -129,7 +158,7 @@ class IdempotencyMiddleware:
             else:
                 record.status_code = status
                 record.content_type = captured["content_type"]  # type: ignore[assignment]
-                record.response_body = b"".join(captured["body"])  # type: ignore[arg-type]
+                record.response_body = seal(sealing_key, b"".join(captured["body"]))  # type: ignore[arg-type]
             await session.commit()
 
 

@@ -69,3 +69,20 @@ async def test_idempotency_key_replays_the_first_response(http: httpx.AsyncClien
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
     bad = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": "x" * 300})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+async def test_stored_idempotent_responses_do_not_expose_secrets(http: httpx.AsyncClient, tenant: TenantFixture,
+                                                                  runtime) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from kefu.api.models import IdempotencyRecord
+
+    body = {"email": tenant.admin.email, "password": tenant.admin.password}
+    first = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": "sealed-1"})
+    token = first.json()["token"]
+    async with runtime.sessionmaker() as session:
+        stored = (await session.scalars(select(IdempotencyRecord.response_body).where(
+            IdempotencyRecord.key == "sealed-1"))).all()
+    assert stored and all(token.encode() not in blob for blob in stored)
+    replay = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": "sealed-1"})
+    assert replay.json()["token"] == token

@@ -6,6 +6,7 @@ generated writes cannot disturb other tests.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ MAX_EXAMPLES = int(os.environ.get("KEFU_FUZZ_EXAMPLES", "25"))
 
 async def test_no_operation_answers_500(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
-    upgrade(url)
+    await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(make_settings(url))
     try:
         tenant = await create_tenant(runtime)
