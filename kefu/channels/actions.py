@@ -5,26 +5,33 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kefu.audit import actions as audit_actions
 from kefu.channels import identity, visitor_tokens
 from kefu.channels.models import IdentityNonce, Inbox
 from kefu.channels.schemas import InboxCreate, InboxUpdate, WidgetSessionCreate, WidgetSessionRead
-from kefu.channels.service import get_public_inbox, widget_config
+from kefu.channels.service import get_public_inbox, widget_config, widget_locale
 from kefu.channels.visitor_tokens import VisitorClaims
 from kefu.contacts import actions as contact_actions
+from kefu.contacts import service as contact_service
 from kefu.conversations import actions as conversation_actions
-from kefu.conversations.models import Conversation
+from kefu.conversations import service as conversation_service
 from kefu.conversations.schemas import MessageRead
 from kefu.core.clock import isoformat, utcnow
-from kefu.core.errors import Forbidden, Unauthenticated
+from kefu.core.errors import Forbidden, NotFound, PreconditionFailed, Unauthenticated
 from kefu.core.ids import new_id
 from kefu.core.settings import Settings
 from kefu.events.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from kefu.auth.schemas import Principal
+
+AUDIT_SECRET_ROTATED = "inbox.secret_rotated"
 
 
 async def do_create_inbox(uow: UnitOfWork, *, tenant_id: str, data: InboxCreate) -> Inbox:
@@ -37,7 +44,11 @@ async def do_create_inbox(uow: UnitOfWork, *, tenant_id: str, data: InboxCreate)
     return inbox
 
 
-async def do_update_inbox(uow: UnitOfWork, *, inbox: Inbox, data: InboxUpdate) -> Inbox:
+async def do_update_inbox(
+    uow: UnitOfWork, *, inbox: Inbox, data: InboxUpdate, expected_version: int | None = None
+) -> Inbox:
+    if expected_version is not None and expected_version != inbox.version:
+        raise PreconditionFailed(details={"current_version": inbox.version}, current_version=inbox.version)
     for field in ("name", "require_identity", "is_active"):
         value = getattr(data, field)
         if value is not None:
@@ -50,11 +61,16 @@ async def do_update_inbox(uow: UnitOfWork, *, inbox: Inbox, data: InboxUpdate) -
     return inbox
 
 
-async def do_rotate_identity_secret(uow: UnitOfWork, *, inbox: Inbox) -> Inbox:
+async def do_rotate_identity_secret(
+    uow: UnitOfWork, *, inbox: Inbox, actor: Principal | None = None, ip: str | None = None
+) -> Inbox:
+    """Replace the identity secret; tokens signed with the old one stop working at once. Audited."""
     inbox.identity_secret = secrets.token_hex(32)
     inbox.version += 1
     inbox.updated_at = utcnow()
     await uow.session.flush()
+    await audit_actions.do_record(uow, tenant_id=inbox.tenant_id, actor=actor, action=AUDIT_SECRET_ROTATED,
+                                  target_type="inbox", target_id=inbox.id, ip=ip)
     return inbox
 
 
@@ -71,15 +87,18 @@ async def _consume_nonce(session: AsyncSession, inbox_id: str, nonce: str, ttl: 
 
 
 async def do_start_widget_session(
-    uow: UnitOfWork, *, settings: Settings, data: WidgetSessionCreate, locale: str
+    uow: UnitOfWork, *, settings: Settings, data: WidgetSessionCreate, locale: str, ip: str | None = None
 ) -> WidgetSessionRead:
     """Verify who the visitor is and return a visitor token bound to one contact.
 
     Order of trust: a verified identity (token or static hash) wins; otherwise an unexpired visitor token of
-    the same inbox resumes the earlier visitor; otherwise a new anonymous visitor id is issued.
+    the same inbox resumes the earlier visitor; otherwise a new anonymous visitor id is issued. A visitor
+    who chatted anonymously and then logs in as a known customer has the anonymous contact merged into
+    the customer's (reversibly, audited as the system), so the earlier chat joins the customer's timeline.
     """
     session = uow.session
     inbox = await get_public_inbox(session=session, inbox_id=data.inbox_id)
+    locale = widget_locale(inbox, data.locale, locale)
     verified: identity.VerifiedIdentity | None = None
     if data.identity_token:
         verified = identity.verify_identity_token(inbox.identity_secret, data.identity_token,
@@ -102,23 +121,19 @@ async def do_start_widget_session(
                 previous = claims
         except Unauthenticated:
             previous = None  # an expired or foreign token just starts a fresh visitor
+    if previous is not None and verified is not None:
+        previous = await _join_verified_customer(uow, tenant_id=inbox.tenant_id, previous=previous,
+                                                 verified=verified, ip=ip)
     visitor_id = previous.visitor_id if previous else new_id("vis")
     identities: list[tuple[str, str, bool]] = [("visitor", visitor_id, False)]
     if verified is not None:
         identities.insert(0, ("external", verified.customer_id, True))
-    # TODO(issue 2, contacts merge): an anonymous visitor who logs in should have their earlier contact
-    # merged into the verified one; do_resolve_contact picks the verified contact already.
     contact = await contact_actions.do_resolve_contact(
         uow, tenant_id=inbox.tenant_id, identities=identities, name=data.name, email=data.email)
     contact_id = contact.id
-    live = (
-        await session.scalars(
-            select(Conversation.id)
-            .where(Conversation.inbox_id == inbox.id, Conversation.contact_id == contact_id,
-                   Conversation.status.in_(("open", "pending")))
-            .order_by(Conversation.id.desc()).limit(1)
-        )
-    ).first()
+    live_conversation = await conversation_service.live_conversation(
+        session=session, tenant_id=inbox.tenant_id, inbox_id=inbox.id, contact_id=contact_id)
+    live = live_conversation.id if live_conversation is not None else None
     expires = int(time.time()) + settings.visitor_token_ttl_seconds
     claims = VisitorClaims(inbox.tenant_id, inbox.id, contact_id, visitor_id, verified is not None, expires)
     return WidgetSessionRead(
@@ -126,6 +141,37 @@ async def do_start_widget_session(
         contact_id=contact_id, verified=verified is not None, conversation_id=live,
         expires_at=isoformat(datetime.fromtimestamp(expires, UTC)) or "",
         widget=widget_config(inbox, locale))
+
+
+async def _join_verified_customer(
+    uow: UnitOfWork, *, tenant_id: str, previous: VisitorClaims, verified: identity.VerifiedIdentity,
+    ip: str | None,
+) -> VisitorClaims | None:
+    """Reconcile the browser's earlier visitor with the customer who just proved who they are.
+
+    Returns the claims to keep using, or None to start a fresh visitor: a browser whose earlier visitor
+    belongs to a *different verified* person (a shared computer) must not hand that person's history to,
+    or take it from, the one logging in now.
+    """
+    session = uow.session
+    earlier = await contact_service.current_contact(session=session, tenant_id=tenant_id,
+                                                    contact_id=previous.contact_id)
+    if earlier is None:
+        return None
+    owner = await contact_service.find_identity(session=session, tenant_id=tenant_id, kind="external",
+                                                value=verified.customer_id)
+    customer = (await contact_service.current_contact(session=session, tenant_id=tenant_id,
+                                                      contact_id=owner.contact_id)) if owner else None
+    if customer is not None and customer.id == earlier.id:
+        return previous
+    anonymous = not previous.verified and not await contact_service.has_verified_identity(
+        session=session, contact_id=earlier.id)
+    if not anonymous:
+        return None
+    if customer is not None:
+        await contact_actions.do_merge_contacts(uow, target=customer, source=earlier, actor=None, ip=ip)
+    # With no customer contact yet, the anonymous contact simply gains the verified identity.
+    return previous
 
 
 async def do_post_visitor_message(
@@ -137,12 +183,26 @@ async def do_post_visitor_message(
     attachments: list[dict[str, Any]] | None = None,
     locale: str | None = None,
 ) -> tuple[MessageRead, bool]:
-    """Append a customer message from the widget to their live conversation (opened on first message)."""
-    conversation = await conversation_actions.do_open_conversation(
-        uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=claims.contact_id,
-        channel="webchat", locale=locale)
+    """Append a customer message from the widget to their live conversation (opened on first message).
+
+    A token issued before its contact was merged keeps working: the message joins the merged-into contact.
+    """
+    session = uow.session
+    inbox = await session.get(Inbox, claims.inbox_id)
+    if inbox is None or not inbox.is_active or inbox.tenant_id != claims.tenant_id:
+        raise NotFound("inbox_not_found")
+    conversation = await conversation_service.live_conversation(
+        session=session, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=claims.contact_id)
+    if conversation is None:
+        contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
+                                                        contact_id=claims.contact_id)
+        if contact is None:
+            raise Unauthenticated("invalid_visitor_token")
+        conversation = await conversation_actions.do_open_conversation(
+            uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact.id,
+            channel="webchat", locale=locale)
     return await conversation_actions.do_post_message(
-        uow, conversation=conversation, sender_kind="customer", sender_id=claims.contact_id, body=body,
+        uow, conversation=conversation, sender_kind="customer", sender_id=conversation.contact_id, body=body,
         attachments=attachments, client_message_id=client_message_id)
 
 

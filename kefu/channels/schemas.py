@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kefu.conversations.schemas import _Read
+from kefu.conversations.schemas import Attachment, _Read
 
 
 class InboxSettings(BaseModel):
@@ -32,10 +32,14 @@ class InboxCreate(BaseModel):
 
 
 class InboxUpdate(BaseModel):
+    """Fields to change; ``settings`` replaces the whole settings object. Send ``If-Match: <version>``."""
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     require_identity: bool | None = None
     settings: InboxSettings | None = None
     is_active: bool | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"require_identity": True}]})
 
 
 class InboxRead(_Read):
@@ -88,3 +92,30 @@ class WidgetSessionRead(BaseModel):
     conversation_id: str | None
     expires_at: str
     widget: WidgetConfig
+
+
+class WidgetMessageCreate(BaseModel):
+    """A customer's message. ``client_message_id`` (unique per message, e.g. a UUID) makes retries safe."""
+
+    body: str = Field(default="", max_length=10_000)
+    client_message_id: str = Field(min_length=1, max_length=80)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=10)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "body": "我的订单什么时候发货？", "client_message_id": "3f0c9a52-6a8e-4a57-9d0e-1f5d4b7c2e11"}]})
+
+
+class WidgetEventFrame(BaseModel):
+    """The same frame the WebSocket sends: ``{type, id, created_at, data}``."""
+
+    type: str
+    id: int
+    created_at: str | None
+    data: dict[str, Any]
+
+
+class WidgetEvents(BaseModel):
+    """Long-poll answer; send ``last_event_id`` as ``after`` next time (it also skips events you may not see)."""
+
+    events: list[WidgetEventFrame]
+    last_event_id: int

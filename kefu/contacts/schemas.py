@@ -7,15 +7,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kefu.conversations.schemas import _Read
+from kefu.conversations.schemas import ConversationRead, MessageRead, _Read
 
 IdentityKind = Literal["visitor", "external", "email", "phone", "wechat_openid", "device", "marketplace_buyer"]
 
 
 class IdentityIn(BaseModel):
+    """An identity to attach; ``verified`` marks one the shop has vouched for (it blocks automatic merges)."""
+
     kind: IdentityKind
-    value: str = Field(min_length=1, max_length=254)
+    value: str = Field(min_length=1, max_length=254, pattern=r"\S")
     verified: bool = False
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "email", "value": "xiaoming@example.com"}]})
 
 
 class IdentityRead(_Read):
@@ -43,11 +47,15 @@ class ContactCreate(ContactBase):
 
 
 class ContactUpdate(BaseModel):
+    """Fields to change (absent ones stay); send ``If-Match: <version>`` to refuse stale edits."""
+
     name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=40)
     vip_level: int | None = Field(default=None, ge=0, le=10)
     attributes: dict[str, Any] | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"vip_level": 3, "attributes": {"city": "杭州"}}]})
 
 
 class ContactRead(_Read):
@@ -69,6 +77,8 @@ class ContactMergeCreate(BaseModel):
 
     source_contact_id: str = Field(min_length=1, max_length=40)
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"source_contact_id": "ct_01jd0000000000000000000000"}]})
+
 
 class ContactMergeRead(_Read):
     id: str
@@ -79,3 +89,16 @@ class ContactMergeRead(_Read):
     merged_by: str | None
     merged_at: datetime
     reverted_at: datetime | None
+    reverted_by: str | None
+
+
+class ConversationExport(ConversationRead):
+    messages: list[MessageRead] = Field(default_factory=list)
+
+
+class ContactExport(BaseModel):
+    """Everything stored about one contact (a data-subject export), including internal notes."""
+
+    exported_at: str
+    contact: ContactRead
+    conversations: list[ConversationExport]

@@ -1,4 +1,5 @@
-"""Writes on conversations: open one for a contact, post messages and notes, change status.
+"""Writes on conversations: open one for a contact, post messages and notes, change status, assignee and
+tags, and hand conversations between contacts when contacts are merged.
 
 Every write emits its domain event through the unit of work; routing and bot hooks will be called from here
 explicitly (later issues), never from ORM callbacks.
@@ -9,13 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from kefu.auth import service as auth_service
 from kefu.conversations import policies
-from kefu.conversations.models import Conversation, Message
-from kefu.conversations.schemas import MessageRead
+from kefu.conversations import service as conversation_service
+from kefu.conversations.models import Conversation, ConversationTag, Message
+from kefu.conversations.schemas import ConversationRead, MessageRead
 from kefu.conversations.service import conversation_read, message_read
 from kefu.core.clock import utcnow
-from kefu.core.errors import Conflict, ValidationFailed
+from kefu.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from kefu.core.i18n import translate
 from kefu.core.ids import new_id
 from kefu.events import types as ev
 from kefu.events.uow import UnitOfWork
@@ -33,19 +38,8 @@ async def do_open_conversation(
 ) -> Conversation:
     """Return the contact's live (open or pending) conversation in this inbox, or start a new one."""
     session = uow.session
-    live = (
-        await session.scalars(
-            select(Conversation)
-            .where(
-                Conversation.tenant_id == tenant_id,
-                Conversation.inbox_id == inbox_id,
-                Conversation.contact_id == contact_id,
-                Conversation.status.in_(("open", "pending")),
-            )
-            .order_by(Conversation.id.desc())
-            .limit(1)
-        )
-    ).first()
+    live = await conversation_service.live_conversation(
+        session=session, tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id)
     if live is not None:
         return live
     now = utcnow()
@@ -71,6 +65,7 @@ async def do_post_message(
     attachments: list[dict[str, Any]] | None = None,
     private: bool = False,
     client_message_id: str | None = None,
+    content_type: str = "text",
 ) -> tuple[MessageRead, bool]:
     """Append a message; returns (message, created). A repeated ``client_message_id`` returns the original."""
     session = uow.session
@@ -80,24 +75,33 @@ async def do_post_message(
     if conversation.status == "closed":
         raise Conflict("conversation_closed")
     if client_message_id is not None:
-        existing = (
-            await session.scalars(
-                select(Message).where(
-                    Message.conversation_id == conversation.id,
-                    Message.sender_kind == sender_kind,
-                    Message.client_message_id == client_message_id,
-                )
-            )
-        ).first()
+        existing = await conversation_service.find_message_by_client_id(
+            session=session, conversation_id=conversation.id, sender_kind=sender_kind,
+            client_message_id=client_message_id)
         if existing is not None:
             return message_read(existing), False
     now = utcnow()
     message = Message(
         id=new_id("msg"), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-        sender_kind=sender_kind, sender_id=sender_id, body=body, content_type="text", attachments=attachments,
+        sender_kind=sender_kind, sender_id=sender_id, body=body, content_type=content_type, attachments=attachments,
         private=private, client_message_id=client_message_id, delivery_status="sent", created_at=now,
     )
-    session.add(message)
+    if client_message_id is None:
+        session.add(message)
+    else:
+        # A twin request on another connection may insert the same client id between our read and our
+        # insert (PostgreSQL makes us wait for its commit, then fails the unique key): answer with its row.
+        try:
+            async with session.begin_nested():
+                session.add(message)
+                await session.flush()
+        except IntegrityError:
+            existing = await conversation_service.find_message_by_client_id(
+                session=session, conversation_id=conversation.id, sender_kind=sender_kind,
+                client_message_id=client_message_id)
+            if existing is None:
+                raise
+            return message_read(existing), False
     status_changed = False
     if not private:
         conversation.last_message_at = now
@@ -129,3 +133,167 @@ async def do_post_message(
                  contact_id=conversation.contact_id,
                  data={"conversation": conversation_read(conversation, None).model_dump(mode="json")})
     return read, True
+
+
+def _check_version(conversation: Conversation, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != conversation.version:
+        raise PreconditionFailed(details={"current_version": conversation.version},
+                                 current_version=conversation.version)
+
+
+async def _emit_updated(uow: UnitOfWork, conversation: Conversation) -> ConversationRead:
+    read = await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
+    uow.emit(ev.CONVERSATION_UPDATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+             contact_id=conversation.contact_id, data={"conversation": read.model_dump(mode="json")})
+    return read
+
+
+def _touch(conversation: Conversation) -> None:
+    conversation.version += 1
+    conversation.updated_at = utcnow()
+
+
+async def _apply_status(uow: UnitOfWork, *, conversation: Conversation, status: str, default_locale: str) -> None:
+    """Move to ``status`` if the rules allow it, with a system message the customer sees where it matters."""
+    current = conversation.status
+    if status == current:
+        return
+    if not policies.can_transition(current, status):
+        raise Conflict("invalid_status_transition", details={"from_status": current, "to_status": status},
+                       from_status=current, to_status=status)
+    conversation.status = status
+    if status == "resolved":
+        conversation.resolved_at = utcnow()
+    elif status in ("open", "pending"):
+        conversation.resolved_at = None
+    key = policies.status_message_key(current, status)
+    if key is not None:
+        # Written in the customer's language: they read it in the widget; agents see it in the timeline.
+        await do_post_message(uow, conversation=conversation, sender_kind="system", sender_id=None,
+                              body=translate(key, conversation.locale or default_locale), content_type="system")
+
+
+async def do_change_status(
+    uow: UnitOfWork,
+    *,
+    conversation: Conversation,
+    status: str,
+    expected_version: int | None = None,
+    default_locale: str = "en",
+) -> ConversationRead:
+    """Resolve, reopen, park or close a conversation (see ``policies.ALLOWED_TRANSITIONS``)."""
+    _check_version(conversation, expected_version)
+    if status == conversation.status:
+        return await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
+    _touch(conversation)
+    await _apply_status(uow, conversation=conversation, status=status, default_locale=default_locale)
+    await uow.session.flush()
+    return await _emit_updated(uow, conversation)
+
+
+async def do_update_conversation(
+    uow: UnitOfWork,
+    *,
+    conversation: Conversation,
+    changes: dict[str, Any],
+    expected_version: int | None = None,
+    default_locale: str = "en",
+) -> ConversationRead:
+    """Apply an agent's edit (status, assignee, priority, subject); ``changes`` holds only the fields sent."""
+    _check_version(conversation, expected_version)
+    session = uow.session
+    changed = False
+    if "assignee_id" in changes and changes["assignee_id"] != conversation.assignee_id:
+        assignee_id = changes["assignee_id"]
+        if assignee_id is not None:
+            try:
+                user = await auth_service.access_user(session=session, tenant_id=conversation.tenant_id,
+                                                      user_id=assignee_id)
+            except NotFound:
+                user = None
+            if user is None or not user.is_active:
+                raise ValidationFailed("invalid_assignee", details={"field": "assignee_id"})
+        conversation.assignee_id = assignee_id
+        conversation.owner_kind = "agent" if assignee_id is not None else "queue"
+        changed = True
+    for field in ("priority", "subject"):
+        if field in changes and changes[field] != getattr(conversation, field):
+            if field == "priority" and changes[field] is None:
+                raise ValidationFailed("validation_error", details={"field": "priority"})
+            setattr(conversation, field, changes[field])
+            changed = True
+    if "status" in changes and changes["status"] is None:
+        raise ValidationFailed("validation_error", details={"field": "status"})
+    new_status = changes.get("status")
+    if new_status is not None and new_status != conversation.status:
+        changed = True
+    if not changed:
+        return await conversation_service.conversation_read_with_tags(session=session, conversation=conversation)
+    _touch(conversation)
+    if new_status is not None:
+        # Last, so that its system message's event carries the conversation with the other edits applied.
+        await _apply_status(uow, conversation=conversation, status=new_status, default_locale=default_locale)
+    await session.flush()
+    return await _emit_updated(uow, conversation)
+
+
+async def do_add_tag(uow: UnitOfWork, *, conversation: Conversation, tag: str) -> ConversationRead:
+    """Tag a conversation; tagging twice is a no-op (PUT semantics)."""
+    session = uow.session
+    tag = policies.normalise_tag(tag)
+    if not policies.valid_tag(tag):
+        raise ValidationFailed("invalid_tag", details={"field": "tag", "max_length": policies.TAG_MAX_CHARS},
+                               max_length=policies.TAG_MAX_CHARS)
+    if await session.get(ConversationTag, (conversation.id, tag)) is None:
+        try:
+            async with session.begin_nested():
+                session.add(ConversationTag(conversation_id=conversation.id, tag=tag,
+                                            tenant_id=conversation.tenant_id, created_at=utcnow()))
+                await session.flush()
+        except IntegrityError:  # a concurrent PUT of the same tag won; the result is the same
+            return await conversation_service.conversation_read_with_tags(session=session, conversation=conversation)
+        _touch(conversation)
+        await session.flush()
+        return await _emit_updated(uow, conversation)
+    return await conversation_service.conversation_read_with_tags(session=session, conversation=conversation)
+
+
+async def do_remove_tag(uow: UnitOfWork, *, conversation: Conversation, tag: str) -> ConversationRead:
+    """Untag a conversation; removing a tag it does not have is a no-op (DELETE is idempotent)."""
+    session = uow.session
+    row = await session.get(ConversationTag, (conversation.id, policies.normalise_tag(tag)))
+    if row is not None:
+        await session.delete(row)
+        _touch(conversation)
+        await session.flush()
+        return await _emit_updated(uow, conversation)
+    return await conversation_service.conversation_read_with_tags(session=session, conversation=conversation)
+
+
+async def do_move_conversations(
+    uow: UnitOfWork,
+    *,
+    tenant_id: str,
+    from_contact_id: str,
+    to_contact_id: str,
+    conversation_ids: list[str] | None = None,
+) -> list[str]:
+    """Hand conversations of one contact to another (contact merges); ``None`` moves all of them.
+
+    Only conversations still owned by ``from_contact_id`` move, so a revert never steals conversations
+    that changed hands since. Returns the ids that moved, in creation order.
+    """
+    query = select(Conversation).where(Conversation.tenant_id == tenant_id,
+                                       Conversation.contact_id == from_contact_id)
+    if conversation_ids is not None:
+        if not conversation_ids:
+            return []
+        query = query.where(Conversation.id.in_(conversation_ids))
+    conversations = list((await uow.session.scalars(query.order_by(Conversation.id))).all())
+    for conversation in conversations:
+        conversation.contact_id = to_contact_id
+        _touch(conversation)
+    await uow.session.flush()
+    for conversation in conversations:
+        await _emit_updated(uow, conversation)
+    return [c.id for c in conversations]

@@ -81,9 +81,23 @@ class ConversationRead(_Read):
 
 
 class ConversationUpdate(BaseModel):
-    """Fields an agent may change; send ``If-Match: <version>`` to guard against concurrent edits."""
+    """Fields an agent may change; send ``If-Match: <version>`` to guard against concurrent edits.
+
+    ``assignee_id: null`` unassigns (back to the queue); absent fields stay as they are.
+    """
 
     status: ConversationStatus | None = None
     assignee_id: str | None = Field(default=None, max_length=40)
     priority: int | None = Field(default=None, ge=0, le=10)
     subject: str | None = Field(default=None, max_length=300)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "pending", "priority": 2}]})
+
+
+class MessagePage(BaseModel):
+    """Messages oldest first. ``next_cursor`` continues forwards; ``has_more`` also says older ones exist
+    when paging backwards with ``before``."""
+
+    data: list[MessageRead]
+    next_cursor: str | None = None
+    has_more: bool = False

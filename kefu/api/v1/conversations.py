@@ -1,7 +1,258 @@
-"""REST routes: conversations (to be filled in)."""
+"""REST routes: conversations, their messages and internal notes, status changes and tags.
+
+Also home (for now) of small helpers the contact, inbox and widget routes share: the ``If-Match`` version
+dependency and ``error_responses`` (status looked up per error code). They belong in ``kefu.api.deps`` and
+``kefu.api.errors`` once those files are free to move them to.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+
+from kefu.api.deps import RuntimeDep, Scoped, UoWDep
+from kefu.api.pagination import Page, decode_cursor, encode_cursor, page_of
+from kefu.api.v1.auth import ErrorResponse
+from kefu.auth.schemas import Principal
+from kefu.conversations import actions as conversation_actions
+from kefu.conversations import service as conversation_service
+from kefu.conversations.schemas import (
+    ConversationRead,
+    ConversationStatus,
+    ConversationUpdate,
+    MessageCreate,
+    MessagePage,
+    MessageRead,
+)
+from kefu.core.errors import ValidationFailed
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared helpers (see the module docstring)
+
+
+# HTTP status of each error code the routes in this area document.
+STATUS_OF: dict[str, int] = {
+    "malformed_json": 400, "invalid_encoding": 400, "invalid_idempotency_key": 400, "payload_too_large": 413,
+    "unauthenticated": 401, "invalid_token": 401, "invalid_visitor_token": 401, "invalid_identity_token": 401,
+    "identity_token_expired": 401, "identity_token_replayed": 401,
+    "forbidden": 403, "insufficient_scope": 403, "identity_verification_required": 403,
+    "not_found": 404, "conversation_not_found": 404, "contact_not_found": 404, "inbox_not_found": 404,
+    "merge_not_found": 404, "identity_not_found": 404,
+    "version_conflict": 409, "invalid_status_transition": 409, "conversation_closed": 409,
+    "identity_taken": 409, "contact_merged": 409, "merge_already_reverted": 409, "idempotency_in_progress": 409,
+    "validation_error": 422, "invalid_cursor": 422, "invalid_if_match": 422, "invalid_assignee": 422,
+    "empty_message": 422, "invalid_tag": 422, "merge_same_contact": 422, "idempotency_key_reused": 422,
+}
+AUTH_ERRORS = ("unauthenticated", "invalid_token", "forbidden", "insufficient_scope")
+# Checked before routing on every request with a JSON body.
+BODY_ERRORS = ("malformed_json", "invalid_encoding", "invalid_idempotency_key", "payload_too_large")
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these error codes, grouped by status."""
+    by_status: dict[int, list[str]] = {}
+    for code in (*codes, "validation_error"):
+        by_status.setdefault(STATUS_OF[code], [])
+        if code not in by_status[STATUS_OF[code]]:
+            by_status[STATUS_OF[code]].append(code)
+    return {status: {"description": ", ".join(found), "model": ErrorResponse}
+            for status, found in sorted(by_status.items())}
+
+
+def if_match_version(
+    if_match: Annotated[str | None, Header(description='Expected version, e.g. `"3"`; stale → 409 version_conflict',
+                                           max_length=40)] = None,
+) -> int | None:
+    """Parse ``If-Match: "3"`` (also ``3`` and ``W/"3"``); absent or ``*`` means "whatever is current"."""
+    if if_match is None:
+        return None
+    value = if_match.strip()
+    if value == "*":
+        return None
+    value = value.removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 12:
+        raise ValidationFailed("invalid_if_match", details={"header": "If-Match"})
+    return int(value)
+
+
+IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
+ConversationId = Annotated[str, Path(max_length=40)]
+
+# ---------------------------------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+Reader = Scoped("conversations:read")
+Writer = Scoped("conversations:write")
+
+
+@router.get("", summary="List conversations (filters: status, inbox, contact, assignee)",
+            response_model=Page[ConversationRead], responses=error_responses(*AUTH_ERRORS, "invalid_cursor"))
+async def list_conversations(
+    actor: Reader,
+    uow: UoWDep,
+    status: ConversationStatus | None = None,
+    inbox_id: Annotated[str | None, Query(max_length=40)] = None,
+    contact_id: Annotated[str | None, Query(max_length=40)] = None,
+    assignee_id: Annotated[str | None, Query(
+        max_length=40, description="A user id, `me` (the caller) or `none` (unassigned)")] = None,
+    order: Literal["asc", "desc"] = "asc",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ConversationRead]:
+    unassigned = assignee_id == "none"
+    if assignee_id == "me":
+        if actor.user_id is None:
+            raise ValidationFailed("validation_error", details={"field": "assignee_id",
+                                                                "reason": "an API key has no conversations of its own"})
+        assignee_id = actor.user_id
+    rows = await conversation_service.list_conversations(
+        session=uow.session, tenant_id=actor.tenant_id, status=status, inbox_id=inbox_id, contact_id=contact_id,
+        assignee_id=None if unassigned else assignee_id, unassigned=unassigned, after_id=decode_cursor(cursor),
+        limit=limit + 1, order=order)
+    reads = await conversation_service.conversation_reads(session=uow.session, conversations=rows)
+    return page_of(reads, limit)
+
+
+@router.get("/{conversation_id}", summary="Get one conversation with its tags", response_model=ConversationRead,
+            responses=error_responses(*AUTH_ERRORS, "conversation_not_found"))
+async def get_conversation(conversation_id: ConversationId, actor: Reader, uow: UoWDep,
+                           response: Response) -> ConversationRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    set_etag(response, conversation.version)
+    return await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
+
+
+@router.patch("/{conversation_id}", summary="Change status, assignee, priority or subject (If-Match)",
+              response_model=ConversationRead,
+              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "conversation_not_found", "version_conflict",
+                                        "invalid_status_transition", "invalid_assignee", "invalid_if_match"))
+async def update_conversation(conversation_id: ConversationId, body: ConversationUpdate, actor: Writer, uow: UoWDep,
+                              runtime: RuntimeDep, expected: IfMatch, response: Response) -> ConversationRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    read = await conversation_actions.do_update_conversation(
+        uow, conversation=conversation, changes=body.model_dump(exclude_unset=True), expected_version=expected,
+        default_locale=runtime.settings.default_locale)
+    await uow.commit()
+    set_etag(response, read.version)
+    return read
+
+
+async def _change_status(conversation_id: str, status: str, actor: Principal, uow: UoWDep, runtime: RuntimeDep,
+                         expected: int | None, response: Response) -> ConversationRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    read = await conversation_actions.do_change_status(
+        uow, conversation=conversation, status=status, expected_version=expected,
+        default_locale=runtime.settings.default_locale)
+    await uow.commit()
+    set_etag(response, read.version)
+    return read
+
+
+_STATUS_ERRORS = error_responses(*AUTH_ERRORS, "conversation_not_found", "version_conflict",
+                                 "invalid_status_transition", "invalid_if_match")
+
+
+@router.post("/{conversation_id}/resolve", summary="Resolve a conversation (the customer sees a system message)",
+             response_model=ConversationRead, responses=_STATUS_ERRORS)
+async def resolve_conversation(conversation_id: ConversationId, actor: Writer, uow: UoWDep, runtime: RuntimeDep,
+                               expected: IfMatch, response: Response) -> ConversationRead:
+    return await _change_status(conversation_id, "resolved", actor, uow, runtime, expected, response)
+
+
+@router.post("/{conversation_id}/reopen", summary="Reopen a resolved or pending conversation",
+             response_model=ConversationRead, responses=_STATUS_ERRORS)
+async def reopen_conversation(conversation_id: ConversationId, actor: Writer, uow: UoWDep, runtime: RuntimeDep,
+                              expected: IfMatch, response: Response) -> ConversationRead:
+    return await _change_status(conversation_id, "open", actor, uow, runtime, expected, response)
+
+
+@router.get("/{conversation_id}/messages", summary="List messages and internal notes, oldest first",
+            response_model=MessagePage,
+            responses=error_responses(*AUTH_ERRORS, "conversation_not_found", "invalid_cursor"))
+async def list_messages(
+    conversation_id: ConversationId,
+    actor: Reader,
+    uow: UoWDep,
+    after: Annotated[str | None, Query(max_length=40, description="Only messages after this message id")] = None,
+    before: Annotated[str | None, Query(max_length=40, description="The `limit` messages before this id")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> MessagePage:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    rows = await conversation_service.list_messages(
+        session=uow.session, conversation_id=conversation.id, after_id=decode_cursor(cursor) or after,
+        before_id=before, limit=limit + 1)
+    return message_page([conversation_service.message_read(m) for m in rows], limit, backwards=before is not None)
+
+
+def message_page(reads: list[MessageRead], limit: int, *, backwards: bool) -> MessagePage:
+    """Trim the extra row fetched to learn whether more exist (the oldest one when paging backwards)."""
+    has_more = len(reads) > limit
+    if backwards:
+        return MessagePage(data=reads[-limit:] if has_more else reads, has_more=has_more)
+    reads = reads[:limit]
+    return MessagePage(data=reads, has_more=has_more,
+                       next_cursor=encode_cursor(reads[-1].id) if has_more and reads else None)
+
+
+@router.post("/{conversation_id}/messages", status_code=201, response_model=MessageRead,
+             summary="Post a reply, or an internal note with private=true (idempotent by client_message_id)",
+             responses={200: {"description": "A replay of an earlier client_message_id: the original message",
+                              "model": MessageRead},
+                        **error_responses(*AUTH_ERRORS, *BODY_ERRORS, "conversation_not_found",
+                                          "conversation_closed", "empty_message", "idempotency_in_progress",
+                                          "idempotency_key_reused")})
+async def post_message(conversation_id: ConversationId, body: MessageCreate, actor: Writer, uow: UoWDep,
+                       response: Response) -> MessageRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    # Integrations (API keys) speak as the bot, never as a human agent who would then own the conversation.
+    sender_kind = "agent" if actor.kind == "user" else "bot"
+    message, created = await conversation_actions.do_post_message(
+        uow, conversation=conversation, sender_kind=sender_kind, sender_id=actor.id, body=body.body,
+        attachments=[a.model_dump() for a in body.attachments], private=body.private,
+        client_message_id=body.client_message_id)
+    await uow.commit()
+    if not created:
+        response.status_code = 200
+    return message
+
+
+Tag = Annotated[str, Path(min_length=1, max_length=64, description="Tag text, compared case-insensitively")]
+
+
+@router.put("/{conversation_id}/tags/{tag}", summary="Add a tag (no-op if present)", response_model=ConversationRead,
+            responses=error_responses(*AUTH_ERRORS, "conversation_not_found", "invalid_tag"))
+async def add_tag(conversation_id: ConversationId, tag: Tag, actor: Writer, uow: UoWDep) -> ConversationRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    read = await conversation_actions.do_add_tag(uow, conversation=conversation, tag=tag)
+    await uow.commit()
+    return read
+
+
+@router.delete("/{conversation_id}/tags/{tag}", summary="Remove a tag (no-op if absent)",
+               response_model=ConversationRead, responses=error_responses(*AUTH_ERRORS, "conversation_not_found"))
+async def remove_tag(conversation_id: ConversationId, tag: Tag, actor: Writer, uow: UoWDep) -> ConversationRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    read = await conversation_actions.do_remove_tag(uow, conversation=conversation, tag=tag)
+    await uow.commit()
+    return read
