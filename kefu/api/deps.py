@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request, Response
 
 from kefu.auth import service as auth_service
 from kefu.auth.schemas import Principal
-from kefu.core.errors import Forbidden, Unauthenticated
+from kefu.core.errors import Forbidden, Unauthenticated, ValidationFailed
 from kefu.events.uow import UnitOfWork
 from kefu.runtime import Runtime
 
@@ -69,3 +69,30 @@ def require(scope: str) -> Callable[..., Principal]:
 def Scoped(scope: str) -> type[Principal]:  # noqa: N802 - reads like a type in signatures
     """``actor: Scoped("conversations:write")`` in a route signature."""
     return Annotated[Principal, Depends(require(scope))]  # type: ignore[return-value]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def if_match_version(
+    if_match: Annotated[str | None, Header(description='Expected version, e.g. `"3"`; stale → 409 version_conflict',
+                                           max_length=40)] = None,
+) -> int | None:
+    """Parse ``If-Match: "3"`` (also ``3`` and ``W/"3"``); absent or ``*`` means "whatever is current"."""
+    if if_match is None:
+        return None
+    value = if_match.strip()
+    if value in ("", "*"):
+        return None
+    value = value.removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 12:
+        raise ValidationFailed("invalid_if_match", details={"header": "If-Match"})
+    return int(value)
+
+
+IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kefu.core.errors import DomainError
@@ -15,6 +16,55 @@ from kefu.core.i18n import negotiate, translate
 from kefu.core.logging import request_id_var
 
 log = logging.getLogger("kefu.api")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+    request_id: str | None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+# HTTP status of each documented error code (DomainError classes carry the same statuses at run time).
+STATUS_OF: dict[str, int] = {
+    "malformed_json": 400, "invalid_encoding": 400, "invalid_idempotency_key": 400,
+    "unauthenticated": 401, "invalid_token": 401, "invalid_credentials": 401, "account_disabled": 401,
+    "invalid_visitor_token": 401, "invalid_identity_token": 401, "identity_token_expired": 401,
+    "identity_token_replayed": 401,
+    "forbidden": 403, "insufficient_scope": 403, "identity_verification_required": 403, "user_token_required": 403,
+    "not_found": 404, "conversation_not_found": 404, "contact_not_found": 404, "inbox_not_found": 404,
+    "merge_not_found": 404, "identity_not_found": 404, "user_not_found": 404, "api_key_not_found": 404,
+    "version_conflict": 409, "invalid_status_transition": 409, "conversation_closed": 409, "identity_taken": 409,
+    "contact_merged": 409, "merge_already_reverted": 409, "idempotency_in_progress": 409,
+    "idempotency_replay_unavailable": 409, "email_taken": 409, "last_admin": 409,
+    "payload_too_large": 413,
+    "validation_error": 422, "invalid_cursor": 422, "invalid_if_match": 422, "invalid_assignee": 422,
+    "empty_message": 422, "invalid_tag": 422, "merge_same_contact": 422, "idempotency_key_reused": 422,
+    "password_too_short": 422, "current_password_required": 422, "current_password_incorrect": 422,
+    "unknown_scope": 422, "expires_at_in_past": 422,
+    "login_rate_limited": 429, "rate_limited": 429,
+}
+# Every authenticated route can answer these.
+AUTH_ERRORS = ("unauthenticated", "invalid_token", "forbidden", "insufficient_scope")
+# Every route with a JSON body can answer these (checked before routing).
+BODY_ERRORS = ("malformed_json", "invalid_encoding", "invalid_idempotency_key", "payload_too_large")
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these error codes (plus ``validation_error``), grouped by status."""
+    by_status: dict[int, list[str]] = {}
+    for code in (*codes, "validation_error"):
+        found = by_status.setdefault(STATUS_OF[code], [])
+        if code not in found:
+            found.append(code)
+    return {status: {"description": ", ".join(found), "model": ErrorResponse}
+            for status, found in sorted(by_status.items())}
 
 
 def request_locale(request: Request) -> str:

@@ -108,6 +108,10 @@ class IdempotencyMiddleware:
                         captured["content_type"] = value.decode("latin-1")
             elif msg["type"] == "http.response.body":
                 captured["body"].append(msg.get("body", b""))  # type: ignore[union-attr]
+                if not msg.get("more_body", False):
+                    # Store before the client can see the answer, so an immediate retry finds it complete.
+                    await self._finish(runtime, scope_hash, key, captured, sealing_key)
+                    captured["finished"] = True
             await send(msg)
 
         replayed = False
@@ -122,7 +126,8 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay, send_wrapper)
         finally:
-            await self._finish(runtime, scope_hash, key, captured, sealing_key)
+            if not captured.get("finished"):
+                await self._finish(runtime, scope_hash, key, captured, sealing_key)
 
     async def _claim(self, runtime: Runtime, scope_hash: str, key: str, path: str,
                      request_hash: str) -> IdempotencyRecord | None:

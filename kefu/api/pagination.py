@@ -7,13 +7,17 @@ clients (base64url).
 from __future__ import annotations
 
 import base64
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel
 
 from kefu.core.errors import ValidationFailed
 
 T = TypeVar("T")
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 
 
 class Page(BaseModel, Generic[T]):

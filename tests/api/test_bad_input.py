@@ -86,3 +86,13 @@ async def test_stored_idempotent_responses_do_not_expose_secrets(http: httpx.Asy
     assert stored and all(token.encode() not in blob for blob in stored)
     replay = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": "sealed-1"})
     assert replay.json()["token"] == token
+
+
+async def test_immediate_retry_never_sees_a_pending_record(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
+    body = {"email": tenant.agent.email, "password": tenant.agent.password}
+    for i in range(15):
+        key = f"race-{i}"
+        first = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": key})
+        again = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 200, again.text
+        assert again.json()["token"] == first.json()["token"]

@@ -6,24 +6,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from kefu.api.deps import Scoped, UoWDep
+from kefu.api.deps import Scoped, UoWDep, client_ip
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
 from kefu.api.pagination import decode_cursor, encode_cursor
-from kefu.api.v1.auth import AUTH_ERRORS, BODY_ERRORS, client_ip, error_responses
 from kefu.auth import actions as auth_actions
 from kefu.auth import service as auth_service
 from kefu.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 
-NOT_FOUND = {404: "api_key_not_found", 422: "validation_error"}
+NOT_FOUND = ("api_key_not_found", "validation_error")
 
 
 @router.post("", status_code=201, summary="Create an API key; the response holds the full key, shown only once",
              response_model=ApiKeyCreated,
-             responses=error_responses({
-                 **BODY_ERRORS, **AUTH_ERRORS,
-                 403: "forbidden, insufficient_scope (also: asking for a scope the caller does not hold)",
-                 422: "validation_error, unknown_scope, expires_at_in_past"}))
+             responses=error_responses(*BODY_ERRORS, *AUTH_ERRORS, "forbidden", "insufficient_scope", "validation_error", "unknown_scope", "expires_at_in_past"))
 async def create_api_key(body: ApiKeyCreate, request: Request, uow: UoWDep,
                          actor: Scoped("api_keys:write")) -> ApiKeyCreated:
     key, token = await auth_actions.do_create_api_key(uow, actor=actor, name=body.name, scopes=body.scopes,
@@ -34,7 +31,7 @@ async def create_api_key(body: ApiKeyCreate, request: Request, uow: UoWDep,
 
 @router.get("", summary="List the API keys of your tenant, oldest first (never their secrets)",
             response_model=ApiKeyPage,
-            responses=error_responses({**AUTH_ERRORS, 422: "validation_error, invalid_cursor"}))
+            responses=error_responses(*AUTH_ERRORS, "validation_error", "invalid_cursor"))
 async def list_api_keys(
     uow: UoWDep,
     actor: Scoped("api_keys:read"),
@@ -51,14 +48,14 @@ async def list_api_keys(
 
 
 @router.get("/{key_id}", summary="Get one API key (never its secret)", response_model=ApiKeyRead,
-            responses=error_responses({**AUTH_ERRORS, **NOT_FOUND}))
+            responses=error_responses(*AUTH_ERRORS, *NOT_FOUND))
 async def get_api_key(key_id: str, uow: UoWDep, actor: Scoped("api_keys:read")) -> ApiKeyRead:
     key = await auth_service.access_api_key(session=uow.session, tenant_id=actor.tenant_id, key_id=key_id)
     return ApiKeyRead.model_validate(key)
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key at once (repeating it is harmless)",
-               responses=error_responses({**AUTH_ERRORS, **NOT_FOUND}))
+               responses=error_responses(*AUTH_ERRORS, *NOT_FOUND))
 async def revoke_api_key(key_id: str, request: Request, uow: UoWDep, actor: Scoped("api_keys:write")) -> Response:
     key = await auth_service.access_api_key(session=uow.session, tenant_id=actor.tenant_id, key_id=key_id)
     await auth_actions.do_revoke_api_key(uow, actor=actor, key=key, ip=client_ip(request))

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from kefu.api.deps import Scoped, UoWDep
+from kefu.api.errors import AUTH_ERRORS, error_responses
 from kefu.api.pagination import decode_cursor, encode_cursor
-from kefu.api.v1.auth import AUTH_ERRORS, error_responses
 from kefu.audit import service as audit_service
 from kefu.audit.schemas import AuditEntryPage, AuditEntryRead
 from kefu.core.errors import ValidationFailed
@@ -34,7 +34,7 @@ def _after_id(cursor: str | None) -> int | None:
             description="Filters combine with AND. Each entry carries `hash` and `prev_hash` of the tenant's "
                         "hash chain; `kefu audit verify` checks the whole chain.",
             response_model=AuditEntryPage,
-            responses=error_responses({**AUTH_ERRORS, 422: "validation_error, invalid_cursor"}))
+            responses=error_responses(*AUTH_ERRORS, "validation_error", "invalid_cursor"))
 async def list_audit_entries(
     uow: UoWDep,
     actor: Scoped("audit:read"),

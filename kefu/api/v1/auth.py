@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
-from kefu.api.deps import CurrentPrincipal, RuntimeDep, UoWDep, bearer_token
+from kefu.api.deps import CurrentPrincipal, RuntimeDep, UoWDep, bearer_token, client_ip
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
 from kefu.auth import actions as auth_actions
 from kefu.auth import service as auth_service
 from kefu.auth.schemas import LoginRequest, LoginResponse, MeRead, MeUpdate, Principal
@@ -20,34 +20,6 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
-    request_id: str | None
-
-
-class ErrorResponse(BaseModel):
-    """The body of every error answer."""
-
-    error: ErrorDetail
-
-
-def error_responses(spec: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries: status -> the error codes it can carry."""
-    return {status: {"model": ErrorResponse, "description": codes} for status, codes in spec.items()}
-
-
-# Every authenticated route can answer these.
-AUTH_ERRORS = {401: "unauthenticated, invalid_token", 403: "forbidden, insufficient_scope"}
-# Every route with a JSON body can answer these (checked before routing); 422 is listed per route.
-BODY_ERRORS = {400: "malformed_json, invalid_encoding, invalid_idempotency_key", 413: "payload_too_large"}
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def _own_user(uow: UoWDep, principal: Principal) -> User:
     """The caller's own user row; API keys have none."""
     if principal.kind != "user":
@@ -57,9 +29,7 @@ async def _own_user(uow: UoWDep, principal: Principal) -> User:
 
 @router.post("/login", summary="Log in with email and password; returns a bearer session token",
              response_model=LoginResponse,
-             responses=error_responses({**BODY_ERRORS, 401: "invalid_credentials, account_disabled",
-                                        429: "login_rate_limited (with Retry-After)",
-                                        422: "validation_error"}))
+             responses=error_responses(*BODY_ERRORS, "invalid_credentials", "account_disabled", "login_rate_limited", "validation_error"))
 async def login(body: LoginRequest, request: Request, uow: UoWDep, runtime: RuntimeDep) -> LoginResponse:
     try:
         user, token, auth_session = await auth_actions.do_login(
@@ -73,7 +43,7 @@ async def login(body: LoginRequest, request: Request, uow: UoWDep, runtime: Runt
 
 
 @router.post("/logout", summary="Revoke the current session token", status_code=204,
-             responses=error_responses({401: "unauthenticated, invalid_token"}))
+             responses=error_responses("unauthenticated", "invalid_token"))
 async def logout(request: Request, principal: CurrentPrincipal, uow: UoWDep) -> None:
     token = bearer_token(request)
     if principal.kind == "user" and token:
@@ -82,16 +52,13 @@ async def logout(request: Request, principal: CurrentPrincipal, uow: UoWDep) -> 
 
 
 @router.get("/me", summary="The signed-in user, with the scopes their role grants", response_model=MeRead,
-            responses=error_responses({**AUTH_ERRORS, 403: "user_token_required (called with an API key)"}))
+            responses=error_responses(*AUTH_ERRORS, "user_token_required"))
 async def get_me(principal: CurrentPrincipal, uow: UoWDep) -> MeRead:
     return auth_service.me_read(await _own_user(uow, principal))
 
 
 @router.patch("/me", summary="Change your display name, language or password", response_model=MeRead,
-              responses=error_responses({
-                  **BODY_ERRORS, **AUTH_ERRORS, 403: "user_token_required (called with an API key)",
-                  422: "validation_error, password_too_short, current_password_required, current_password_incorrect",
-                  429: "login_rate_limited (too many wrong current passwords; with Retry-After)"}))
+              responses=error_responses(*BODY_ERRORS, *AUTH_ERRORS, "user_token_required", "validation_error", "password_too_short", "current_password_required", "current_password_incorrect", "login_rate_limited"))
 async def update_me(body: MeUpdate, request: Request, principal: CurrentPrincipal, uow: UoWDep,
                     runtime: RuntimeDep) -> MeRead:
     user = await _own_user(uow, principal)

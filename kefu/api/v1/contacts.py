@@ -6,18 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from kefu.api.deps import Scoped, UoWDep
-from kefu.api.pagination import Page, decode_cursor, page_of
-from kefu.api.v1.conversations import (
-    AUTH_ERRORS,
-    BODY_ERRORS,
-    Cursor,
-    IfMatch,
-    Limit,
-    client_ip,
-    error_responses,
-    set_etag,
-)
+from kefu.api.deps import IfMatch, Scoped, UoWDep, client_ip, set_etag
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
+from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from kefu.contacts import actions as contact_actions
 from kefu.contacts import service as contact_service
 from kefu.contacts.schemas import (

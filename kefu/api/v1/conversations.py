@@ -1,19 +1,15 @@
 """REST routes: conversations, their messages and internal notes, status changes and tags.
-
-Also home (for now) of small helpers the contact, inbox and widget routes share: the ``If-Match`` version
-dependency and ``error_responses`` (status looked up per error code). They belong in ``kefu.api.deps`` and
-``kefu.api.errors`` once those files are free to move them to.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from kefu.api.deps import RuntimeDep, Scoped, UoWDep
-from kefu.api.pagination import Page, decode_cursor, encode_cursor, page_of
-from kefu.api.v1.auth import ErrorResponse
+from kefu.api.deps import IfMatch, RuntimeDep, Scoped, UoWDep, set_etag
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
+from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor, page_of
 from kefu.auth.schemas import Principal
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
@@ -27,68 +23,6 @@ from kefu.conversations.schemas import (
 )
 from kefu.core.errors import ValidationFailed
 
-# ---------------------------------------------------------------------------------------------------------
-# Shared helpers (see the module docstring)
-
-
-# HTTP status of each error code the routes in this area document.
-STATUS_OF: dict[str, int] = {
-    "malformed_json": 400, "invalid_encoding": 400, "invalid_idempotency_key": 400, "payload_too_large": 413,
-    "unauthenticated": 401, "invalid_token": 401, "invalid_visitor_token": 401, "invalid_identity_token": 401,
-    "identity_token_expired": 401, "identity_token_replayed": 401,
-    "forbidden": 403, "insufficient_scope": 403, "identity_verification_required": 403,
-    "not_found": 404, "conversation_not_found": 404, "contact_not_found": 404, "inbox_not_found": 404,
-    "merge_not_found": 404, "identity_not_found": 404,
-    "version_conflict": 409, "invalid_status_transition": 409, "conversation_closed": 409,
-    "identity_taken": 409, "contact_merged": 409, "merge_already_reverted": 409, "idempotency_in_progress": 409,
-    "validation_error": 422, "invalid_cursor": 422, "invalid_if_match": 422, "invalid_assignee": 422,
-    "empty_message": 422, "invalid_tag": 422, "merge_same_contact": 422, "idempotency_key_reused": 422,
-}
-AUTH_ERRORS = ("unauthenticated", "invalid_token", "forbidden", "insufficient_scope")
-# Checked before routing on every request with a JSON body.
-BODY_ERRORS = ("malformed_json", "invalid_encoding", "invalid_idempotency_key", "payload_too_large")
-
-
-def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for these error codes, grouped by status."""
-    by_status: dict[int, list[str]] = {}
-    for code in (*codes, "validation_error"):
-        by_status.setdefault(STATUS_OF[code], [])
-        if code not in by_status[STATUS_OF[code]]:
-            by_status[STATUS_OF[code]].append(code)
-    return {status: {"description": ", ".join(found), "model": ErrorResponse}
-            for status, found in sorted(by_status.items())}
-
-
-def if_match_version(
-    if_match: Annotated[str | None, Header(description='Expected version, e.g. `"3"`; stale → 409 version_conflict',
-                                           max_length=40)] = None,
-) -> int | None:
-    """Parse ``If-Match: "3"`` (also ``3`` and ``W/"3"``); absent or ``*`` means "whatever is current"."""
-    if if_match is None:
-        return None
-    value = if_match.strip()
-    if value == "*":
-        return None
-    value = value.removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 12:
-        raise ValidationFailed("invalid_if_match", details={"header": "If-Match"})
-    return int(value)
-
-
-IfMatch = Annotated[int | None, Depends(if_match_version)]
-
-
-def set_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
-
-
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
-Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 ConversationId = Annotated[str, Path(max_length=40)]
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,18 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from kefu.api.deps import Scoped, UoWDep
-from kefu.api.pagination import Page, decode_cursor, page_of
-from kefu.api.v1.conversations import (
-    AUTH_ERRORS,
-    BODY_ERRORS,
-    Cursor,
-    IfMatch,
-    Limit,
-    client_ip,
-    error_responses,
-    set_etag,
-)
+from kefu.api.deps import IfMatch, Scoped, UoWDep, client_ip, set_etag
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
+from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from kefu.channels import actions as channel_actions
 from kefu.channels import service as channel_service
 from kefu.channels.schemas import InboxCreate, InboxRead, InboxSecretRead, InboxUpdate

@@ -4,44 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from kefu.api.deps import Scoped, UoWDep
+from kefu.api.deps import IfMatch, Scoped, UoWDep, client_ip, set_etag
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
 from kefu.api.pagination import decode_cursor, encode_cursor
-from kefu.api.v1.auth import AUTH_ERRORS, BODY_ERRORS, client_ip, error_responses
 from kefu.auth import actions as auth_actions
 from kefu.auth import service as auth_service
 from kefu.auth.schemas import Role, UserCreate, UserPage, UserRead, UserUpdate
-from kefu.core.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
-NOT_FOUND = {404: "user_not_found", 422: "validation_error"}
-IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
-                                       description='The version last read, e.g. `3` or `"3"` (the ETag)')]
-
-
-def parse_if_match(value: str | None) -> int | None:
-    """The expected version from ``If-Match`` (bare, quoted or weak ETag); None or ``*`` means "any"."""
-    if value is None or value.strip() in ("", "*"):
-        return None
-    raw = value.strip()
-    if raw.startswith("W/"):
-        raw = raw[2:]
-    raw = raw.strip('"')
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationFailed("invalid_if_match", details={"header": "If-Match"})
-    return int(raw)
-
-
-def _etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
-
-
+NOT_FOUND = ("user_not_found", "validation_error")
 @router.post("", status_code=201, summary="Create a user (admin, supervisor or agent) in your tenant",
              response_model=UserRead,
-             responses=error_responses({**BODY_ERRORS, **AUTH_ERRORS, 409: "email_taken",
-                                        422: "validation_error, password_too_short"}))
+             responses=error_responses(*BODY_ERRORS, *AUTH_ERRORS, "email_taken", "validation_error", "password_too_short"))
 async def create_user(body: UserCreate, request: Request, uow: UoWDep, actor: Scoped("users:write")) -> UserRead:
     user = await auth_actions.do_create_user(
         uow, tenant_id=actor.tenant_id, email=body.email, display_name=body.display_name, role=body.role,
@@ -51,7 +28,7 @@ async def create_user(body: UserCreate, request: Request, uow: UoWDep, actor: Sc
 
 
 @router.get("", summary="List the users of your tenant, oldest first", response_model=UserPage,
-            responses=error_responses({**AUTH_ERRORS, 422: "validation_error, invalid_cursor"}))
+            responses=error_responses(*AUTH_ERRORS, "validation_error", "invalid_cursor"))
 async def list_users(
     uow: UoWDep,
     actor: Scoped("users:read"),
@@ -69,10 +46,10 @@ async def list_users(
 
 
 @router.get("/{user_id}", summary="Get one user (ETag carries its version)", response_model=UserRead,
-            responses=error_responses({**AUTH_ERRORS, **NOT_FOUND}))
+            responses=error_responses(*AUTH_ERRORS, *NOT_FOUND))
 async def get_user(user_id: str, response: Response, uow: UoWDep, actor: Scoped("users:read")) -> UserRead:
     user = await auth_service.access_user(session=uow.session, tenant_id=actor.tenant_id, user_id=user_id)
-    _etag(response, user.version)
+    set_etag(response, user.version)
     return auth_service.user_read(user)
 
 
@@ -81,23 +58,20 @@ async def get_user(user_id: str, response: Response, uow: UoWDep, actor: Scoped(
                           "first (409 `version_conflict`, `details.current_version`). Without it the change "
                           "applies to whatever version is current.",
               response_model=UserRead,
-              responses=error_responses({**BODY_ERRORS, **AUTH_ERRORS, **NOT_FOUND,
-                                         409: "version_conflict, last_admin",
-                                         422: "validation_error, invalid_if_match"}))
+              responses=error_responses(*BODY_ERRORS, *AUTH_ERRORS, *NOT_FOUND, "version_conflict", "last_admin", "validation_error", "invalid_if_match"))
 async def update_user(user_id: str, body: UserUpdate, request: Request, response: Response, uow: UoWDep,
-                      actor: Scoped("users:write"), if_match: IfMatch = None) -> UserRead:
-    expected = parse_if_match(if_match)
+                      actor: Scoped("users:write"), expected: IfMatch = None) -> UserRead:
     user = await auth_service.access_user(session=uow.session, tenant_id=actor.tenant_id, user_id=user_id)
     user = await auth_actions.do_update_user(
         uow, actor=actor, user=user, display_name=body.display_name, locale=body.locale, role=body.role,
         is_active=body.is_active, expected_version=expected, ip=client_ip(request))
     await uow.commit()
-    _etag(response, user.version)
+    set_etag(response, user.version)
     return auth_service.user_read(user)
 
 
 @router.delete("/{user_id}", status_code=204, summary="Deactivate a user and sign them out everywhere",
-               responses=error_responses({**AUTH_ERRORS, **NOT_FOUND, 409: "last_admin"}))
+               responses=error_responses(*AUTH_ERRORS, *NOT_FOUND, "last_admin"))
 async def deactivate_user(user_id: str, request: Request, uow: UoWDep, actor: Scoped("users:write")) -> Response:
     user = await auth_service.access_user(session=uow.session, tenant_id=actor.tenant_id, user_id=user_id)
     await auth_actions.do_deactivate_user(uow, actor=actor, user=user, ip=client_ip(request))

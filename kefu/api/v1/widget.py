@@ -12,8 +12,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from kefu.api.deps import RuntimeDep, UoWDep, bearer_token
-from kefu.api.v1.conversations import BODY_ERRORS, client_ip, error_responses, message_page
+from kefu.api.deps import RuntimeDep, UoWDep, bearer_token, client_ip
+from kefu.api.errors import BODY_ERRORS, error_responses
+from kefu.api.v1.conversations import message_page
 from kefu.channels import actions as channel_actions
 from kefu.channels import service as channel_service
 from kefu.channels import visitor_tokens
