@@ -1,7 +1,499 @@
-"""WebSocket endpoints for agents and widget visitors (to be filled in)."""
+"""WebSocket endpoints for agents (``/api/v1/realtime``) and widget visitors (``/api/v1/widget/ws``).
+
+Protocol (both endpoints; see docs/api.md):
+
+* client → ``{"type": "register", "id"?, "data": {"token" | "visitor_token", "resume_from": N | null}}``
+  (``?resume_from=N`` on the URL is accepted too). The connection is subscribed to live events first,
+  then the outbox is replayed (``id > resume_from``, tenant/contact scoped, at most ``REPLAY_LIMIT``, else a
+  ``resync_required`` frame), then ``{"type": "registered", "data": {"last_event_id": N, ...}}``, then live
+  events ``{"type": <event type>, "id": <event id>, "created_at", "data"}``; duplicates are dropped.
+* client → ``{"type": "ack", "last_event_id": N}``, ``{"type": "ping"}`` (→ ``pong``), and
+  ``{"type": "message.send", "id": <client message id>, "data": {...}}`` → ``message.ack`` after commit
+  (idempotent by client id; goes through the group committer).
+* errors: ``{"type": "error", "id": <frame id or null>, "data": {"code", "message", "details"}}`` in the
+  language of Accept-Language (else the user's locale). Before a successful register every failure also
+  closes the socket: 4401, or 4403 when the credential lacks ``conversations:read``. Close codes: hub.py.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import orjson
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from kefu.auth import service as auth_service
+from kefu.channels import actions as channel_actions
+from kefu.channels import visitor_tokens
+from kefu.contacts import service as contact_service
+from kefu.conversations import actions as conversation_actions
+from kefu.conversations import service as conversation_service
+from kefu.conversations.schemas import Attachment, MessageRead
+from kefu.core.errors import DomainError, Forbidden, Unauthenticated
+from kefu.core.i18n import negotiate, translate
+from kefu.events.models import OutboxEvent
+from kefu.events.outbox import to_event
+from kefu.events.types import VISITOR_VISIBLE
+from kefu.events.uow import UnitOfWork
+from kefu.realtime.hub import (
+    AGENT,
+    CLOSE_FORBIDDEN,
+    CLOSE_REGISTER_TIMEOUT,
+    CLOSE_UNAUTHORIZED,
+    VISITOR,
+    Connection,
+    Hub,
+    dumps,
+    public_message,
+    visitor_view,
+)
+from kefu.runtime import Runtime
+
+log = logging.getLogger("kefu.realtime")
 router = APIRouter()
+
+REGISTER_TIMEOUT = 10.0
+REPLAY_LIMIT = 1000
+# A visitor's replay scans the tenant's events after resume_from; past this distance we ask for a resync.
+VISITOR_REPLAY_MAX_DISTANCE = 50_000
+MAX_SENDS_IN_FLIGHT = 32  # per connection; further message.send frames wait (back-pressure on the reader)
+MAX_BODY = 10_000
+MAX_CLIENT_ID = 80
+
+
+class FrameError(Exception):
+    """A client frame we refuse, answered with an error frame (and a close before register)."""
+
+    def __init__(self, code: str, *, details: dict[str, Any] | None = None, close: int | None = None, **params: Any):
+        super().__init__(code)
+        self.code = code
+        self.details = details or {}
+        self.close = close
+        self.params = params
+
+
+def _invalid(field: str) -> FrameError:
+    return FrameError("validation_error", details={"field": field})
+
+
+def _event_id(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _invalid(field)
+    return value
+
+
+def _client_id(frame: dict[str, Any]) -> str:
+    value = frame.get("id")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_ID:
+        raise _invalid("id")
+    return value
+
+
+def _body(data: dict[str, Any]) -> str:
+    body = data.get("body", "")
+    if not isinstance(body, str) or len(body) > MAX_BODY:
+        raise _invalid("data.body")
+    return body
+
+
+def _attachments(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+    raw = data.get("attachments")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > 10:
+        raise _invalid("data.attachments")
+    try:
+        return [Attachment.model_validate(item).model_dump() for item in raw]
+    except ValidationError:
+        raise _invalid("data.attachments") from None
+
+
+class RealtimeSession:
+    """One WebSocket speaking the protocol; subclasses say who may register and what they may send."""
+
+    kind = AGENT
+    token_field = "token"
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.runtime: Runtime = websocket.app.state.runtime
+        self.hub: Hub = websocket.app.state.hub
+        header = websocket.headers.get("accept-language")
+        self.explicit_lang = header is not None
+        self.lang = negotiate(header, self.runtime.settings.default_locale)
+        self.conn: Connection | None = None
+        self._slots = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.websocket.accept()
+        try:
+            if await self._register():
+                await self._serve()
+        except Exception:
+            log.exception("websocket session failed", extra={"kind": self.kind})
+        finally:
+            if self.conn is not None:
+                self.conn.closing = True  # acks of sends still committing have nowhere to go now
+                self.hub.detach(self.conn)
+                await self.conn.stop_writer()
+
+    async def _receive(self) -> str | bytes | None:
+        """Next client frame as text/bytes, or None once the client is gone."""
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else message.get("bytes", b"")
+
+    def _error_frame(self, code: str, frame_id: Any = None, details: dict[str, Any] | None = None,
+                     **params: Any) -> dict[str, Any]:
+        return {"type": "error", "id": frame_id if isinstance(frame_id, str) else None,
+                "data": {"code": code, "message": translate(code, self.lang, **params), "details": details or {}}}
+
+    async def _refuse(self, error: FrameError, frame_id: Any = None) -> None:
+        """Answer a pre-register failure directly (no writer yet) and close."""
+        with contextlib.suppress(Exception):
+            await self.websocket.send_text(dumps(self._error_frame(error.code, frame_id, error.details,
+                                                                   **error.params)))
+            await self.websocket.close(code=error.close or CLOSE_UNAUTHORIZED, reason=error.code)
+
+    # -- register ------------------------------------------------------------------------------------------
+
+    async def _register(self) -> bool:
+        try:
+            raw = await asyncio.wait_for(self._receive(), timeout=REGISTER_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=CLOSE_REGISTER_TIMEOUT, reason="register_timeout")
+            return False
+        if raw is None:
+            return False
+        frame_id = None
+        try:
+            frame = self._parse(raw)
+            frame_id = frame.get("id")
+            if frame["type"] != "register":
+                raise FrameError("register_required")
+            data = frame.get("data")
+            if not isinstance(data, dict):
+                raise _invalid("data")
+            raw_resume = data.get("resume_from")
+            resume_from = _event_id(self._query_resume_from() if raw_resume is None else raw_resume,
+                                    "data.resume_from")
+            token = data.get(self.token_field)
+            if not isinstance(token, str) or not token or len(token) > 4000:
+                raise FrameError(self.invalid_token_code)
+            try:
+                identity = await self.authenticate(token)
+            except Unauthenticated:
+                raise FrameError(self.invalid_token_code) from None
+            except Forbidden as exc:
+                raise FrameError(exc.code, close=CLOSE_FORBIDDEN, **exc.params) from None
+        except FrameError as error:
+            await self._refuse(error, frame_id)
+            return False
+
+        # Subscribe before reading the replay: an event committed meanwhile is either in the replay or
+        # queued live (or both, and then dropped once by id), never in neither.
+        conn = self.conn = self.hub.connection(self.websocket, **identity)
+        self.hub.attach(conn)
+        prefix, last_event_id, replayed = await self._replay(conn, resume_from)
+        registered = {"type": "registered", "data": {"last_event_id": last_event_id, **self.registered_data()}}
+        if isinstance(frame_id, str):
+            registered["id"] = frame_id
+        prefix.append(dumps(registered))
+        conn.start(prefix, replayed)
+        return True
+
+    @property
+    def invalid_token_code(self) -> str:
+        return "invalid_token"
+
+    def _query_resume_from(self) -> Any:
+        raw = self.websocket.query_params.get("resume_from")
+        if raw is None or raw in ("", "null"):
+            return None
+        return int(raw) if raw.isdigit() else raw  # a non-number is reported by _event_id
+
+    def _parse(self, raw: str | bytes) -> dict[str, Any]:
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise FrameError("malformed_json") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise FrameError("unknown_frame")
+        return frame
+
+    async def _replay(self, conn: Connection, resume_from: int | None) -> tuple[list[str], int, int]:
+        """Return (frames to send before ``registered``, last_event_id, number of replayed events)."""
+        async with self.runtime.sessionmaker() as session:
+            current = await session.scalar(
+                select(func.max(OutboxEvent.id)).where(OutboxEvent.tenant_id == conn.tenant_id)) or 0
+            if resume_from is None:
+                await session.commit()
+                return [], current, 0
+            rows = [] if self.too_far(current, resume_from) else list(
+                (await session.scalars(self.replay_query(conn, resume_from).order_by(OutboxEvent.id)
+                                       .limit(REPLAY_LIMIT + 1))).all())
+            await session.commit()
+        if len(rows) > REPLAY_LIMIT or self.too_far(current, resume_from):
+            # Too much missed: the client reloads its state over REST and continues live from ``current``.
+            frame = {"type": "resync_required", "data": {"last_event_id": current, "reason": "too_many_missed_events"}}
+            return [dumps(frame)], current, 0
+        frames: list[str] = []
+        last = resume_from
+        for row in rows:
+            event = to_event(row)
+            last = max(last, event.id)
+            text = self.replay_frame(conn, event)
+            if text is not None and conn.remember(event.id):
+                frames.append(text)
+        return frames, max(last, resume_from), len(frames)
+
+    # -- after register ------------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+            "message.send": self._on_send, "ack": self._on_ack, "ping": self._on_ping,
+            "register": self._on_register_again,
+        }
+        while True:
+            raw = await self._receive()
+            if raw is None or conn.closing:
+                return
+            frame_id = None
+            try:
+                frame = self._parse(raw)
+                frame_id = frame.get("id")
+                handler = handlers.get(frame["type"])
+                if handler is None:
+                    raise FrameError("unknown_frame")
+                await handler(frame)
+            except FrameError as error:
+                conn.push(self._error_frame(error.code, frame_id, error.details, **error.params))
+
+    async def _on_ping(self, frame: dict[str, Any]) -> None:
+        pong: dict[str, Any] = {"type": "pong"}
+        if isinstance(frame.get("id"), str):
+            pong["id"] = frame["id"]
+        self.conn.push(pong)  # type: ignore[union-attr]
+
+    async def _on_ack(self, frame: dict[str, Any]) -> None:
+        value = frame.get("last_event_id")
+        if value is None and isinstance(frame.get("data"), dict):
+            value = frame["data"].get("last_event_id")  # tolerate the {"data": {...}} envelope too
+        acked = _event_id(value, "last_event_id")
+        if acked is None:
+            raise _invalid("last_event_id")
+        conn = self.conn
+        assert conn is not None
+        conn.acked = max(conn.acked, acked)
+
+    async def _on_register_again(self, frame: dict[str, Any]) -> None:
+        raise FrameError("already_registered")
+
+    async def _on_send(self, frame: dict[str, Any]) -> None:
+        client_id = _client_id(frame)
+        data = frame.get("data")
+        if not isinstance(data, dict):
+            raise _invalid("data")
+        use_case = self.message_use_case(client_id, data)  # validates synchronously, raises FrameError
+        await self._slots.acquire()
+        task = asyncio.create_task(self._commit_and_ack(client_id, use_case))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _commit_and_ack(self, client_id: str,
+                              use_case: Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            for attempt in range(2):
+                try:
+                    message, created = await self.runtime.committer.run(use_case)
+                    break
+                except IntegrityError:
+                    # The same client id committed concurrently on another node: the retry finds it.
+                    if attempt:
+                        raise
+            if created:
+                self.hub.metrics.messages.labels(message.sender_kind).inc()
+            payload = message.model_dump(mode="json")
+            ack = {"type": "message.ack", "id": client_id,
+                   "data": {"message": self.ack_message(payload), "created": created}}
+            conn.push(ack)
+        except DomainError as exc:
+            conn.push(self._error_frame(exc.code, client_id, exc.details, **exc.params))
+        except Exception:
+            log.exception("message.send failed", extra={"kind": self.kind})
+            conn.push(self._error_frame("internal_error", client_id))
+        finally:
+            self._slots.release()
+
+    # -- what subclasses decide ----------------------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def registered_data(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def too_far(self, current: int, resume_from: int) -> bool:
+        return False
+
+    def replay_query(self, conn: Connection, resume_from: int) -> Any:
+        raise NotImplementedError
+
+    def replay_frame(self, conn: Connection, event: Any) -> str | None:
+        raise NotImplementedError
+
+    def message_use_case(self, client_id: str, data: dict[str, Any]
+                         ) -> Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]:
+        raise NotImplementedError
+
+    def ack_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+
+class AgentSession(RealtimeSession):
+    """Agents and integrations: every event of their tenant; they post replies and internal notes."""
+
+    kind = AGENT
+    token_field = "token"
+
+    async def authenticate(self, token: str) -> dict[str, Any]:
+        async with self.runtime.sessionmaker() as session:
+            principal = await auth_service.authenticate(session=session, token=token)
+            await session.commit()
+        if not principal.can("conversations:read"):
+            raise Forbidden("insufficient_scope" if principal.kind == "api_key" else "forbidden",
+                            scope="conversations:read")
+        self.principal = principal
+        if not self.explicit_lang and principal.kind == "user":
+            self.lang = principal.locale if principal.locale in ("zh", "en") else self.lang
+        return {"kind": AGENT, "tenant_id": principal.tenant_id, "subject_id": principal.id}
+
+    def registered_data(self) -> dict[str, Any]:
+        return {"user_id": self.principal.user_id, "principal_id": self.principal.id,
+                "tenant_id": self.principal.tenant_id}
+
+    def replay_query(self, conn: Connection, resume_from: int) -> Any:
+        return select(OutboxEvent).where(OutboxEvent.tenant_id == conn.tenant_id, OutboxEvent.id > resume_from)
+
+    def replay_frame(self, conn: Connection, event: Any) -> str | None:
+        return dumps(event.frame())
+
+    def message_use_case(self, client_id: str, data: dict[str, Any]
+                         ) -> Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]:
+        principal = self.principal
+        if not principal.can("conversations:write"):
+            raise FrameError("insufficient_scope" if principal.kind == "api_key" else "forbidden",
+                             scope="conversations:write")
+        conversation_id = data.get("conversation_id")
+        if not isinstance(conversation_id, str) or not 0 < len(conversation_id) <= 40:
+            raise _invalid("data.conversation_id")
+        body = _body(data)
+        private = data.get("private", False)
+        if not isinstance(private, bool):
+            raise _invalid("data.private")
+        attachments = _attachments(data)
+        tenant_id = principal.tenant_id
+        # As over REST: users post as agents; an API key (an integration, not a person) posts as a bot.
+        sender_kind = "agent" if principal.kind == "user" else "bot"
+        sender_id = principal.id
+
+        async def post(uow: UnitOfWork) -> tuple[MessageRead, bool]:
+            conversation = await conversation_service.access_conversation(
+                session=uow.session, tenant_id=tenant_id, conversation_id=conversation_id)
+            return await conversation_actions.do_post_message(
+                uow, conversation=conversation, sender_kind=sender_kind, sender_id=sender_id, body=body,
+                attachments=attachments, private=private, client_message_id=client_id)
+
+        return post
+
+
+class VisitorSession(RealtimeSession):
+    """Widget visitors: only their own contact's customer-visible events; they post customer messages."""
+
+    kind = VISITOR
+    token_field = "visitor_token"
+
+    @property
+    def invalid_token_code(self) -> str:
+        return "invalid_visitor_token"
+
+    async def authenticate(self, token: str) -> dict[str, Any]:
+        claims = self.claims = visitor_tokens.verify(self.runtime.settings.secret_key, token)
+        # A token may predate a contact merge: listen on the contact that holds the timeline now.
+        async with self.runtime.sessionmaker() as session:
+            contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
+                                                            contact_id=claims.contact_id)
+            await session.commit()
+        if contact is None:
+            raise Unauthenticated("invalid_visitor_token")
+        self.contact_id = contact.id
+        return {"kind": VISITOR, "tenant_id": claims.tenant_id, "subject_id": claims.visitor_id,
+                "contact_id": contact.id, "inbox_id": claims.inbox_id}
+
+    def registered_data(self) -> dict[str, Any]:
+        return {"contact_id": self.contact_id, "visitor_id": self.claims.visitor_id}
+
+    def too_far(self, current: int, resume_from: int) -> bool:
+        return current - resume_from > VISITOR_REPLAY_MAX_DISTANCE
+
+    def replay_query(self, conn: Connection, resume_from: int) -> Any:
+        # The same scope as the long-poll fallback: this contact's conversations in this inbox.
+        conversations = conversation_service.conversation_ids_query(
+            tenant_id=conn.tenant_id, contact_id=conn.contact_id or "", inbox_id=conn.inbox_id)
+        return select(OutboxEvent).where(
+            OutboxEvent.tenant_id == conn.tenant_id, OutboxEvent.contact_id == conn.contact_id,
+            OutboxEvent.conversation_id.in_(conversations), OutboxEvent.id > resume_from,
+            OutboxEvent.type.in_(VISITOR_VISIBLE))
+
+    def replay_frame(self, conn: Connection, event: Any) -> str | None:
+        view = visitor_view(event)
+        if view is None:
+            return None
+        frame, inbox_id = view
+        return dumps(frame) if inbox_id is None or inbox_id == conn.inbox_id else None
+
+    def message_use_case(self, client_id: str, data: dict[str, Any]
+                         ) -> Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]:
+        body = _body(data)
+        attachments = _attachments(data)
+        claims, lang = self.claims, self.lang
+
+        async def post(uow: UnitOfWork) -> tuple[MessageRead, bool]:
+            return await channel_actions.do_post_visitor_message(
+                uow, claims=claims, body=body, client_message_id=client_id, attachments=attachments, locale=lang)
+
+        return post
+
+    def ack_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return public_message(payload)
+
+
+@router.websocket("/api/v1/realtime")
+async def agent_realtime(websocket: WebSocket) -> None:
+    """Agent event stream: register with a session token or API key, then events, acks and sends."""
+    await AgentSession(websocket).run()
+
+
+@router.websocket("/api/v1/widget/ws")
+async def widget_realtime(websocket: WebSocket) -> None:
+    """Widget visitor stream: register with the visitor token from POST /api/v1/widget/sessions."""
+    await VisitorSession(websocket).run()

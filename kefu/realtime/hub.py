@@ -1,23 +1,260 @@
-"""Per-node fan-out of committed domain events to connected agents and widget visitors."""
+"""Per-node fan-out of committed domain events to connected agents and widget visitors.
+
+The bus calls ``Hub.dispatch`` synchronously for every committed event, so dispatch never awaits: it
+serialises the event once (once for agents, once in the visitor projection), and appends the text to each
+matching connection's bounded queue. One writer task per connection drains its queue, so a slow socket
+delays only itself; when its queue overflows it is closed with ``CLOSE_SLOW_CONSUMER`` and the client
+reconnects with ``resume_from``, which the outbox replay serves. Delivery is at least once (the outbox
+sweeper may publish an event twice), so each connection drops event ids it has already sent.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
-from kefu.events.types import DomainEvent
+import orjson
+from starlette.websockets import WebSocket
+
+from kefu.channels.policies import visible_to_visitor
+from kefu.events.types import VISITOR_VISIBLE, DomainEvent
 
 if TYPE_CHECKING:
     from kefu.core.metrics import Metrics
     from kefu.runtime import Runtime
 
+log = logging.getLogger("kefu.realtime")
+
+# Close codes (documented in docs/api.md). Clients reconnect after any code but 4401/4403.
+CLOSE_SERVICE_RESTART = 1012  # the node is shutting down: reconnect (to any node) and resume
+CLOSE_UNAUTHORIZED = 4401  # not registered, bad frame before register, or invalid token: re-authenticate
+CLOSE_FORBIDDEN = 4403  # authenticated but not allowed to receive events
+CLOSE_REGISTER_TIMEOUT = 4408  # no register frame in time
+CLOSE_SLOW_CONSUMER = 4429  # the client read too slowly and its queue overflowed: reconnect and resume
+
+AGENT = "agent"
+VISITOR = "visitor"
+
+# Queue bounds in frames. An agent sees a whole tenant's traffic, so allow a longer burst than a visitor.
+DEFAULT_QUEUE_LIMITS = {AGENT: 8192, VISITOR: 512}
+SEEN_WINDOW = 4096  # how many recent event ids each connection remembers to drop duplicates
+
+# Message fields a customer may see; sender ids (agent user ids, contact ids) stay internal.
+_PUBLIC_MESSAGE_FIELDS = ("id", "conversation_id", "sender_kind", "body", "content_type", "attachments",
+                          "client_message_id", "delivery_status", "created_at")
+# Other top-level event fields a customer may see (typing indicators); anything else stays internal.
+_PUBLIC_EXTRA_FIELDS = ("conversation_id", "typing", "sender_kind")
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame).decode()
+
+
+def public_message(message: dict[str, Any]) -> dict[str, Any]:
+    """The customer's view of a message payload."""
+    return {key: message.get(key) for key in _PUBLIC_MESSAGE_FIELDS}
+
+
+def visitor_view(event: DomainEvent) -> tuple[dict[str, Any], str | None] | None:
+    """Return (frame, inbox id) of what a widget visitor may see of ``event``, or None if nothing.
+
+    Private notes never leave; conversation payloads are cut down to id and status because tags, priority
+    and assignment are the shop's internal business.
+    """
+    if event.contact_id is None or not visible_to_visitor(event):
+        return None
+    data = event.data
+    view: dict[str, Any] = {}
+    message = data.get("message")
+    if isinstance(message, dict):
+        view["message"] = public_message(message)
+    conversation = data.get("conversation")
+    inbox_id = None
+    if isinstance(conversation, dict):
+        inbox_id = conversation.get("inbox_id")
+        view["conversation"] = {"id": conversation.get("id"), "status": conversation.get("status")}
+    for key in _PUBLIC_EXTRA_FIELDS:  # e.g. typing indicators
+        if key in data:
+            view[key] = data[key]
+    frame = event.frame()
+    frame["data"] = view
+    return frame, inbox_id
+
+
+class Connection:
+    """One registered WebSocket: its identity, bounded outbound queue, duplicate filter and writer task."""
+
+    __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "limit", "acked",
+                 "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer", "_hub", "_close_task")
+
+    def __init__(self, hub: "Hub", websocket: WebSocket, *, kind: str, tenant_id: str, subject_id: str,
+                 contact_id: str | None = None, inbox_id: str | None = None) -> None:
+        self._hub = hub
+        self.websocket = websocket
+        self.kind = kind
+        self.tenant_id = tenant_id
+        self.subject_id = subject_id  # user / API key id, or visitor id
+        self.contact_id = contact_id
+        self.inbox_id = inbox_id
+        self.limit = hub.queue_limits[kind]
+        self.acked = 0
+        self.closing = False
+        self._queue: deque[tuple[str, bool]] = deque()
+        self._wake = asyncio.Event()
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+    def remember(self, event_id: int) -> bool:
+        """Record ``event_id`` as sent; False if it was already (a duplicate to drop)."""
+        if event_id in self._seen:
+            return False
+        self._seen.add(event_id)
+        self._seen_order.append(event_id)
+        if len(self._seen_order) > SEEN_WINDOW:
+            self._seen.discard(self._seen_order.popleft())
+        return True
+
+    def offer(self, event_id: int, text: str) -> None:
+        """Queue an event frame unless it is a duplicate; close the connection if the queue is full."""
+        if self.closing or not self.remember(event_id):
+            return
+        self._enqueue(text, True)
+
+    def push(self, frame: dict[str, Any]) -> None:
+        """Queue a control frame (ack, pong, error) behind the events already queued."""
+        if not self.closing:
+            self._enqueue(dumps(frame), False)
+
+    def _enqueue(self, text: str, is_event: bool) -> None:
+        if len(self._queue) >= self.limit:
+            log.warning("slow websocket client closed", extra={"kind": self.kind, "queued": len(self._queue)})
+            self.close_soon(CLOSE_SLOW_CONSUMER, "slow_consumer")
+            return
+        self._queue.append((text, is_event))
+        self._wake.set()
+
+    def start(self, prefix: list[str], replayed_events: int) -> None:
+        """Start the writer: first ``prefix`` (replay + registered), then whatever live events queued meanwhile."""
+        self._writer = asyncio.create_task(self._write_loop(prefix, replayed_events), name="kefu-ws-writer")
+
+    async def _write_loop(self, prefix: list[str], replayed_events: int) -> None:
+        send = self.websocket.send_text
+        counter = self._hub.event_counters[self.kind]
+        try:
+            for text in prefix:
+                await send(text)
+            sent = replayed_events
+            queue = self._queue
+            while True:
+                if not queue:
+                    if sent:  # count in batches: one metric update per burst, not per frame
+                        counter.inc(sent)
+                        sent = 0
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                text, is_event = queue.popleft()
+                await send(text)
+                sent += is_event
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the peer went away mid-send; the reader sees the disconnect and cleans up
+            self.closing = True
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close from synchronous code (dispatch): stop queueing now, close the socket in a task."""
+        if self.closing:
+            return
+        self.closing = True
+        self._queue.clear()
+        self._close_task = asyncio.get_running_loop().create_task(self.close(code, reason))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Stop the writer and close the socket; the sender may be stuck on a full socket, hence the timeout."""
+        self.closing = True
+        self._hub.detach(self)
+        await self.stop_writer()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.websocket.close(code=code, reason=reason), timeout=5)
+
+    async def stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
 
 class Hub:
+    """Registry of this node's connections by tenant (agents) and by contact (visitors)."""
+
     def __init__(self, runtime: "Runtime", metrics: "Metrics") -> None:
         self.runtime = runtime
         self.metrics = metrics
+        self.queue_limits = dict(DEFAULT_QUEUE_LIMITS)
+        self._agents: dict[str, set[Connection]] = {}
+        self._visitors: dict[tuple[str, str], set[Connection]] = {}
+        self._all: set[Connection] = set()
+        self.event_counters = {kind: metrics.events.labels(kind) for kind in (AGENT, VISITOR)}
+        self._gauges = {kind: metrics.websockets.labels(kind) for kind in (AGENT, VISITOR)}
+
+    def connection(self, websocket: WebSocket, **identity: Any) -> Connection:
+        return Connection(self, websocket, **identity)
+
+    def attach(self, conn: Connection) -> None:
+        """Subscribe a connection to live events (before its replay is read, so nothing falls in between)."""
+        if conn.kind == AGENT:
+            self._agents.setdefault(conn.tenant_id, set()).add(conn)
+        else:
+            self._visitors.setdefault((conn.tenant_id, conn.contact_id or ""), set()).add(conn)
+        self._all.add(conn)
+        self._gauges[conn.kind].inc()
+
+    def detach(self, conn: Connection) -> None:
+        if conn not in self._all:
+            return
+        self._all.discard(conn)
+        self._gauges[conn.kind].dec()
+        key: Any = conn.tenant_id if conn.kind == AGENT else (conn.tenant_id, conn.contact_id or "")
+        index: dict[Any, set[Connection]] = self._agents if conn.kind == AGENT else self._visitors  # type: ignore[assignment]
+        group = index.get(key)
+        if group is not None:
+            group.discard(conn)
+            if not group:
+                del index[key]
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._all)
 
     def dispatch(self, event: DomainEvent) -> None:
-        return None
+        """Queue ``event`` for every connection allowed to see it; never blocks."""
+        agents = self._agents.get(event.tenant_id)
+        if agents:
+            text = dumps(event.frame())
+            for conn in agents:
+                conn.offer(event.id, text)
+        if event.contact_id is None or event.type not in VISITOR_VISIBLE:
+            return
+        visitors = self._visitors.get((event.tenant_id, event.contact_id))
+        if not visitors:
+            return
+        view = visitor_view(event)
+        if view is None:
+            return
+        frame, inbox_id = view
+        text = dumps(frame)
+        for conn in visitors:
+            if inbox_id is None or conn.inbox_id == inbox_id:
+                conn.offer(event.id, text)
 
     async def close(self) -> None:
-        return None
+        """Close every connection at shutdown so clients reconnect (to another node) and resume."""
+        conns = list(self._all)
+        await asyncio.gather(*(c.close(CLOSE_SERVICE_RESTART, "server_restart") for c in conns),
+                             return_exceptions=True)

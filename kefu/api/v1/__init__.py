@@ -1,6 +1,6 @@
 """Every router of the public API, in the order they appear in the OpenAPI document."""
 
-from kefu.api.v1 import api_keys, audit, auth, contacts, conversations, inboxes, ops, users, widget
+from kefu.api.v1 import api_keys, audit, auth, contacts, conversations, demo, inboxes, ops, users, widget
 from kefu.realtime import gateway
 
 ROUTERS = [
@@ -14,4 +14,5 @@ ROUTERS = [
     conversations.router,
     widget.router,
     gateway.router,
+    demo.router,
 ]

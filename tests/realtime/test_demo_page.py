@@ -1,0 +1,57 @@
+"""The demo shop page embeds the widget for the demo inbox and vouches for a pretend logged-in customer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+
+from kefu.channels import identity
+from kefu.core.migrate import upgrade
+from kefu.demo.seed import seed_demo
+from kefu.runtime import Runtime
+from tests.conftest import LiveServer, make_settings
+
+
+async def test_demo_page_embeds_the_widget_and_signs_identity(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    demo = await seed_demo(runtime)
+    guest = await http.get("/demo/shop")
+    assert guest.status_code == 200 and guest.headers["content-type"].startswith("text/html")
+    assert f'<script src="/static/widget.js" data-inbox="{demo.inbox_id}" async></script>' in guest.text
+    assert "data-identity-token" not in guest.text
+
+    pages = [await http.get("/demo/shop", params={"customer": "c1001"}) for _ in range(2)]
+    tokens = [re.search(r'data-identity-token="([^"]+)"', p.text).group(1) for p in pages]  # type: ignore[union-attr]
+    assert tokens[0] != tokens[1], "a fresh nonce per page view"
+    assert pages[0].headers["cache-control"] == "no-store"
+    verified = identity.verify_identity_token(demo.inbox_secret, tokens[0], max_age=600)
+    assert verified.customer_id == "c1001"
+
+    # The widget's REST session accepts the token once and attaches the verified customer.
+    started = await http.post("/api/v1/widget/sessions", json={"inbox_id": demo.inbox_id, "identity_token": tokens[0]})
+    assert started.status_code == 201, started.text
+    assert started.json()["verified"] is True
+    replay = await http.post("/api/v1/widget/sessions", json={"inbox_id": demo.inbox_id, "identity_token": tokens[0]})
+    assert replay.status_code == 401 and replay.json()["error"]["code"] == "identity_token_replayed"
+
+    bad = await http.get("/demo/shop", params={"customer": "<script>"})
+    assert bad.status_code == 422 and "<script>" not in bad.text
+    widget_js = await http.get("/static/widget.js")
+    assert widget_js.status_code == 200 and "message.send" in widget_js.text
+
+
+async def test_demo_page_without_demo_data_and_in_production(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    await asyncio.to_thread(upgrade, url)
+    for environment, code in (("test", "demo_not_seeded"), ("production", "route_not_found")):
+        node = LiveServer(make_settings(url, environment=environment)).start()
+        try:
+            async with httpx.AsyncClient(base_url=node.url) as client:
+                answer = await client.get("/demo/shop", headers={"Accept-Language": "zh-CN"})
+        finally:
+            node.stop()
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == code
+        if code == "demo_not_seeded":
+            assert "kefu demo seed" in answer.json()["error"]["message"] and "演示商城" in answer.text
