@@ -11,14 +11,17 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+import kefu.models  # noqa: F401  (every table registered before the first query)
 from kefu import __version__
 from kefu.api.errors import install_error_handlers
 from kefu.api.idempotency import IdempotencyMiddleware, prune_expired
-from kefu.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from kefu.core.metrics import Metrics
+from kefu.api.middleware import BodyLimitMiddleware, RequestContextMiddleware, WidgetCORSMiddleware
 from kefu.api.v1 import ROUTERS
 from kefu.core.logging import configure_logging
+from kefu.core.metrics import Metrics
 from kefu.core.settings import Settings
+from kefu.events import types as ev
+from kefu.events.types import DomainEvent
 from kefu.realtime.hub import Hub
 from kefu.runtime import Runtime, build_runtime
 
@@ -48,9 +51,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     hub = Hub(runtime, metrics)
     runtime.extras["hub"] = hub
 
+    def count_stored_messages(event: DomainEvent) -> None:
+        # Counted on the node that committed the message (events from other nodes carry their origin).
+        if event.type == ev.MESSAGE_CREATED and event.origin in (None, runtime.node_id):
+            metrics.messages.labels(event.data.get("message", {}).get("sender_kind", "unknown")).inc()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.bus.subscribe(hub.dispatch)
+        runtime.bus.subscribe(count_stored_messages)
         await runtime.start()
         task = asyncio.create_task(_housekeeping(runtime), name="kefu-housekeeping")
         log.info("kefu node started", extra={"node_id": runtime.node_id, "bus": type(runtime.bus).__name__})
@@ -78,4 +87,5 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.add_middleware(IdempotencyMiddleware, runtime_getter=lambda: runtime)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(WidgetCORSMiddleware)
     return app

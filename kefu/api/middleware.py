@@ -12,12 +12,13 @@ import time
 from typing import Any
 
 import orjson
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kefu.core.i18n import negotiate
 from kefu.core.ids import new_id
-from kefu.core.metrics import Metrics
 from kefu.core.logging import request_id_var
+from kefu.core.metrics import Metrics
 
 log = logging.getLogger("kefu.http")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -121,3 +122,25 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class WidgetCORSMiddleware:
+    """Lets shop pages on any origin call the widget API (and nothing else) from the browser.
+
+    The widget authenticates with a visitor token in the Authorization header, never with cookies, so any
+    origin may call it without credentials. Agent and admin endpoints stay same-origin.
+    """
+
+    PREFIX = "/api/v1/widget/"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app, allow_origins=["*"], allow_methods=["GET", "POST"], allow_credentials=False,
+            allow_headers=["Authorization", "Content-Type", "Accept-Language", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID"], max_age=600)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIX):
+            return await self.cors(scope, receive, send)
+        return await self.app(scope, receive, send)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from kefu.auth import service as auth_service
 from kefu.channels import actions as channel_actions
 from kefu.channels import visitor_tokens
+from kefu.channels.policies import public_message, visitor_view
 from kefu.contacts import service as contact_service
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
@@ -51,8 +52,6 @@ from kefu.realtime.hub import (
     Connection,
     Hub,
     dumps,
-    public_message,
-    visitor_view,
 )
 from kefu.runtime import Runtime
 
@@ -330,8 +329,6 @@ class RealtimeSession:
                     # The same client id committed concurrently on another node: the retry finds it.
                     if attempt:
                         raise
-            if created:
-                self.hub.metrics.messages.labels(message.sender_kind).inc()
             payload = message.model_dump(mode="json")
             ack = {"type": "message.ack", "id": client_id,
                    "data": {"message": self.ack_message(payload), "created": created}}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.websockets import WebSocket
 
-from kefu.channels.policies import visible_to_visitor
+from kefu.channels.policies import visitor_view
 from kefu.events.types import VISITOR_VISIBLE, DomainEvent
 
 if TYPE_CHECKING:
@@ -42,46 +42,8 @@ VISITOR = "visitor"
 DEFAULT_QUEUE_LIMITS = {AGENT: 8192, VISITOR: 512}
 SEEN_WINDOW = 4096  # how many recent event ids each connection remembers to drop duplicates
 
-# Message fields a customer may see; sender ids (agent user ids, contact ids) stay internal.
-_PUBLIC_MESSAGE_FIELDS = ("id", "conversation_id", "sender_kind", "body", "content_type", "attachments",
-                          "client_message_id", "delivery_status", "created_at")
-# Other top-level event fields a customer may see (typing indicators); anything else stays internal.
-_PUBLIC_EXTRA_FIELDS = ("conversation_id", "typing", "sender_kind")
-
-
 def dumps(frame: dict[str, Any]) -> str:
     return orjson.dumps(frame).decode()
-
-
-def public_message(message: dict[str, Any]) -> dict[str, Any]:
-    """The customer's view of a message payload."""
-    return {key: message.get(key) for key in _PUBLIC_MESSAGE_FIELDS}
-
-
-def visitor_view(event: DomainEvent) -> tuple[dict[str, Any], str | None] | None:
-    """Return (frame, inbox id) of what a widget visitor may see of ``event``, or None if nothing.
-
-    Private notes never leave; conversation payloads are cut down to id and status because tags, priority
-    and assignment are the shop's internal business.
-    """
-    if event.contact_id is None or not visible_to_visitor(event):
-        return None
-    data = event.data
-    view: dict[str, Any] = {}
-    message = data.get("message")
-    if isinstance(message, dict):
-        view["message"] = public_message(message)
-    conversation = data.get("conversation")
-    inbox_id = None
-    if isinstance(conversation, dict):
-        inbox_id = conversation.get("inbox_id")
-        view["conversation"] = {"id": conversation.get("id"), "status": conversation.get("status")}
-    for key in _PUBLIC_EXTRA_FIELDS:  # e.g. typing indicators
-        if key in data:
-            view[key] = data[key]
-    frame = event.frame()
-    frame["data"] = view
-    return frame, inbox_id
 
 
 class Connection:

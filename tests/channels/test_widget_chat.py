@@ -88,7 +88,6 @@ async def test_long_poll_returns_promptly_when_a_reply_arrives(http: httpx.Async
     assert [e["type"] for e in caught_up["events"]] == ["message.created"]
 
     async def poll() -> tuple[float, dict]:
-        started = time.perf_counter()
         response = await http.get("/api/v1/widget/events", headers=bearer(token),
                                   params={"after": caught_up["last_event_id"], "wait": 10})
         assert response.status_code == 200, response.text

@@ -6,8 +6,8 @@ import functools
 import shutil
 import threading
 import uuid
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import AsyncIterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -156,7 +156,6 @@ async def test_demo_shop_with_a_signed_in_customer(server: LiveServer, runtime: 
     await context.close()
 
 
-@pytest.mark.xfail(strict=True, reason="cross-origin embedding needs CORS on /api/v1/widget/* (app.py), not added yet")
 async def test_widget_embedded_on_another_origin(server: LiveServer, tenant: TenantFixture, browser: Browser,
                                                  tmp_path: Path) -> None:
     (tmp_path / "shop.html").write_text(

@@ -18,6 +18,7 @@ from kefu.api.v1.conversations import message_page
 from kefu.channels import actions as channel_actions
 from kefu.channels import service as channel_service
 from kefu.channels import visitor_tokens
+from kefu.channels.policies import visitor_view
 from kefu.channels.schemas import (
     WidgetConfig,
     WidgetEventFrame,
@@ -159,4 +160,6 @@ async def poll_events(
         if events or remaining <= 0 or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL_INTERVAL, remaining))
-    return WidgetEvents(events=[WidgetEventFrame(**e.frame()) for e in events], last_event_id=last)
+    # The same customer view the widget WebSocket sends: no notes, no internal ids or assignment.
+    frames = [view[0] for view in map(visitor_view, events) if view is not None]
+    return WidgetEvents(events=[WidgetEventFrame(**frame) for frame in frames], last_event_id=last)
