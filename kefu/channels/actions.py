@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,9 +23,10 @@ from kefu.contacts import actions as contact_actions
 from kefu.contacts import service as contact_service
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
+from kefu.conversations.actions import MessagePost, PostOutcome
 from kefu.conversations.schemas import MessageRead
 from kefu.core.clock import isoformat, utcnow
-from kefu.core.errors import Forbidden, NotFound, PreconditionFailed, Unauthenticated
+from kefu.core.errors import DomainError, Forbidden, NotFound, PreconditionFailed, Unauthenticated
 from kefu.core.ids import new_id
 from kefu.core.settings import Settings
 from kefu.events.uow import UnitOfWork
@@ -174,6 +177,75 @@ async def _join_verified_customer(
     return previous
 
 
+@dataclass(frozen=True, slots=True)
+class VisitorPost:
+    """A customer message from the widget, as its visitor token describes the sender."""
+
+    claims: VisitorClaims
+    body: str
+    client_message_id: str | None
+    attachments: Sequence[dict[str, Any]] | None = ()
+    locale: str | None = None
+
+
+async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]) -> list[PostOutcome]:
+    """Append widget customers' messages to their live conversations (opened on a first message).
+
+    Set-based for group commit: inboxes and live conversations of every item are read in one query each.
+    A token issued before its contact was merged keeps working: the message joins the merged-into contact.
+    """
+    session = uow.session
+    inboxes = {i.id: i for i in await session.scalars(
+        select(Inbox).where(Inbox.id.in_({item.claims.inbox_id for item in items})))}
+    live = await conversation_service.live_conversations(
+        session=session, contact_ids={item.claims.contact_id for item in items})
+    outcomes: list[PostOutcome | None] = [None] * len(items)
+    accepted: list[int] = []
+    for index, item in enumerate(items):
+        inbox = inboxes.get(item.claims.inbox_id)
+        if inbox is None or not inbox.is_active or inbox.tenant_id != item.claims.tenant_id:
+            outcomes[index] = NotFound("inbox_not_found")
+        else:
+            accepted.append(index)
+    # First messages: resolve their contacts (a token may predate a merge) in bulk, then start conversations.
+    first = [i for i in accepted if live.get((items[i].claims.inbox_id, items[i].claims.contact_id)) is None
+             or live[(items[i].claims.inbox_id, items[i].claims.contact_id)].tenant_id != items[i].claims.tenant_id]
+    contacts: dict[tuple[str, str], str] = {}
+    for tenant_id in {items[i].claims.tenant_id for i in first}:
+        found = await contact_service.current_contacts(
+            session=session, tenant_id=tenant_id,
+            contact_ids={items[i].claims.contact_id for i in first if items[i].claims.tenant_id == tenant_id})
+        contacts.update({(tenant_id, old_id): contact.id for old_id, contact in found.items()})
+    moved = {cid for (_, old), cid in contacts.items() if cid != old}
+    if moved:  # contacts merged since their token was issued: they may already have a live conversation
+        live.update(await conversation_service.live_conversations(session=session, contact_ids=moved))
+    posts: list[MessagePost] = []
+    slots: list[int] = []
+    for index in accepted:
+        claims = items[index].claims
+        conversation = live.get((claims.inbox_id, claims.contact_id))
+        if conversation is None or conversation.tenant_id != claims.tenant_id:
+            contact_id = contacts.get((claims.tenant_id, claims.contact_id))
+            if contact_id is None:
+                outcomes[index] = Unauthenticated("invalid_visitor_token")
+                continue
+            conversation = live.get((claims.inbox_id, contact_id))
+            if conversation is None or conversation.tenant_id != claims.tenant_id:
+                conversation = conversation_actions.do_start_conversation(
+                    uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
+                    channel="webchat", locale=items[index].locale)
+                live[(claims.inbox_id, contact_id)] = conversation
+            live[(claims.inbox_id, claims.contact_id)] = conversation
+        item = items[index]
+        posts.append(MessagePost(conversation=conversation, sender_kind="customer",
+                                 sender_id=conversation.contact_id, body=item.body, attachments=item.attachments,
+                                 client_message_id=item.client_message_id))
+        slots.append(index)
+    for index, outcome in zip(slots, await conversation_actions.do_post_messages(uow, posts), strict=True):
+        outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
 async def do_post_visitor_message(
     uow: UnitOfWork,
     *,
@@ -183,27 +255,13 @@ async def do_post_visitor_message(
     attachments: list[dict[str, Any]] | None = None,
     locale: str | None = None,
 ) -> tuple[MessageRead, bool]:
-    """Append a customer message from the widget to their live conversation (opened on first message).
-
-    A token issued before its contact was merged keeps working: the message joins the merged-into contact.
-    """
-    session = uow.session
-    inbox = await session.get(Inbox, claims.inbox_id)
-    if inbox is None or not inbox.is_active or inbox.tenant_id != claims.tenant_id:
-        raise NotFound("inbox_not_found")
-    conversation = await conversation_service.live_conversation(
-        session=session, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=claims.contact_id)
-    if conversation is None:
-        contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
-                                                        contact_id=claims.contact_id)
-        if contact is None:
-            raise Unauthenticated("invalid_visitor_token")
-        conversation = await conversation_actions.do_open_conversation(
-            uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact.id,
-            channel="webchat", locale=locale)
-    return await conversation_actions.do_post_message(
-        uow, conversation=conversation, sender_kind="customer", sender_id=conversation.contact_id, body=body,
-        attachments=attachments, client_message_id=client_message_id)
+    """Append one customer message (see ``do_post_visitor_messages``)."""
+    [outcome] = await do_post_visitor_messages(uow, [VisitorPost(
+        claims=claims, body=body, client_message_id=client_message_id, attachments=attachments or [],
+        locale=locale)])
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
 
 
 async def prune_identity_nonces(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -48,6 +48,19 @@ async def current_contact(*, session: AsyncSession, tenant_id: str, contact_id: 
     return contact
 
 
+async def current_contacts(*, session: AsyncSession, tenant_id: str, contact_ids: set[str]) -> dict[str, Contact]:
+    """``current_contact`` for many ids: one query, plus one per merged contact (rare)."""
+    rows = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
+    resolved: dict[str, Contact] = {}
+    for contact_id in contact_ids:
+        contact = rows.get(contact_id)
+        if contact is not None and contact.merged_into_id:
+            contact = await current_contact(session=session, tenant_id=tenant_id, contact_id=contact_id)
+        if contact is not None and contact.tenant_id == tenant_id:
+            resolved[contact_id] = contact
+    return resolved
+
+
 async def find_identity(*, session: AsyncSession, tenant_id: str, kind: str, value: str) -> ContactIdentity | None:
     return (
         await session.scalars(

@@ -7,6 +7,9 @@ explicitly (later issues), never from ORM callbacks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,7 +22,7 @@ from kefu.conversations.models import Conversation, ConversationTag, Message
 from kefu.conversations.schemas import ConversationRead, MessageRead
 from kefu.conversations.service import conversation_read, message_read
 from kefu.core.clock import utcnow
-from kefu.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from kefu.core.errors import Conflict, DomainError, NotFound, PreconditionFailed, ValidationFailed
 from kefu.core.i18n import translate
 from kefu.core.ids import new_id
 from kefu.events import types as ev
@@ -37,22 +40,151 @@ async def do_open_conversation(
     owner_kind: str = "queue",
 ) -> Conversation:
     """Return the contact's live (open or pending) conversation in this inbox, or start a new one."""
-    session = uow.session
     live = await conversation_service.live_conversation(
-        session=session, tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id)
+        session=uow.session, tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id)
     if live is not None:
         return live
+    conversation = do_start_conversation(uow, tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id,
+                                         channel=channel, locale=locale, owner_kind=owner_kind)
+    await uow.session.flush()
+    return conversation
+
+
+def do_start_conversation(
+    uow: UnitOfWork,
+    *,
+    tenant_id: str,
+    inbox_id: str,
+    contact_id: str,
+    channel: str,
+    locale: str | None = None,
+    owner_kind: str = "queue",
+) -> Conversation:
+    """Start a new conversation (the caller knows the contact has no live one); flushed with the batch."""
     now = utcnow()
     conversation = Conversation(
         id=new_id("conv"), tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id, channel=channel,
-        status="open", owner_kind=owner_kind, locale=locale, priority=0, message_count=0,
+        status="open", owner_kind=owner_kind, locale=locale, priority=0, message_count=0, version=1,
         created_at=now, updated_at=now,
     )
-    session.add(conversation)
-    await session.flush()
+    uow.session.add(conversation)
     uow.emit(ev.CONVERSATION_CREATED, tenant_id=tenant_id, conversation_id=conversation.id, contact_id=contact_id,
              data={"conversation": conversation_read(conversation, []).model_dump(mode="json")})
     return conversation
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePost:
+    """One message to append to an already loaded conversation."""
+
+    conversation: Conversation
+    sender_kind: str
+    sender_id: str | None
+    body: str
+    attachments: Sequence[dict[str, Any]] | None = ()
+    private: bool = False
+    client_message_id: str | None = None
+    content_type: str = "text"
+
+
+PostOutcome = tuple[MessageRead, bool] | DomainError
+
+
+async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> list[PostOutcome]:
+    """Append many messages with a fixed number of statements; one outcome per post, in order.
+
+    Each outcome is (message, created) or the ``DomainError`` refusing that post (nothing is written for
+    it). A repeated ``client_message_id`` (stored earlier, or twice in this batch) returns the original.
+    Inserts and updates are left to the commit's flush, which sends them as a few multi-row statements.
+    """
+    session = uow.session
+    outcomes: list[PostOutcome | None] = [None] * len(posts)
+    valid: list[int] = []
+    for index, post in enumerate(posts):
+        if not post.body.strip() and not post.attachments:
+            outcomes[index] = ValidationFailed("empty_message")
+        elif post.conversation.status == "closed":
+            outcomes[index] = Conflict("conversation_closed")
+        else:
+            valid.append(index)
+    keyed = [posts[i] for i in valid if posts[i].client_message_id is not None]
+    stored: dict[tuple[str, str, str | None], MessageRead] = {}
+    if keyed:
+        rows = await session.scalars(select(Message).where(
+            Message.conversation_id.in_({p.conversation.id for p in keyed}),
+            Message.client_message_id.in_({p.client_message_id for p in keyed})))
+        stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}
+    race_safe = len(posts) == 1
+    for index in valid:
+        post = posts[index]
+        conversation = post.conversation
+        key = (conversation.id, post.sender_kind, post.client_message_id)
+        if post.client_message_id is not None and key in stored:
+            outcomes[index] = (stored[key], False)
+            continue
+        now = utcnow()
+        message = Message(
+            id=new_id("msg"), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+            sender_kind=post.sender_kind, sender_id=post.sender_id, body=post.body, content_type=post.content_type,
+            attachments=list(post.attachments or ()), private=post.private, client_message_id=post.client_message_id,
+            delivery_status="sent", created_at=now)
+        if race_safe and post.client_message_id is not None:
+            # A twin request on another connection or node may insert the same client id between our read
+            # and our insert (PostgreSQL makes us wait for its commit, then fails the unique key): answer
+            # with its row. Batches of several skip this; a violation there reruns each post alone.
+            try:
+                async with session.begin_nested():
+                    session.add(message)
+                    await session.flush()
+            except IntegrityError:
+                existing = await conversation_service.find_message_by_client_id(
+                    session=session, conversation_id=conversation.id, sender_kind=post.sender_kind,
+                    client_message_id=post.client_message_id)
+                if existing is None:
+                    raise
+                outcomes[index] = (message_read(existing), False)
+                continue
+        else:
+            session.add(message)
+        read = message_read(message)
+        if post.client_message_id is not None:
+            stored[key] = read
+        _apply_message(uow, conversation, post, read, now)
+        outcomes[index] = (read, True)
+    return outcomes  # type: ignore[return-value]
+
+
+def _apply_message(uow: UnitOfWork, conversation: Conversation, post: MessagePost, read: MessageRead,
+                   now: datetime) -> None:
+    """Update the conversation for a new message and emit its events."""
+    status_changed = False
+    if not post.private:
+        conversation.last_message_at = now
+        conversation.last_message_preview = policies.preview(post.body, list(post.attachments or ()))
+        if post.sender_kind == "customer" and conversation.status in ("resolved", "pending"):
+            conversation.status = "open"
+            conversation.resolved_at = None
+            status_changed = True
+        if post.sender_kind == "agent" and conversation.assignee_id is None and post.sender_id is not None:
+            # Until routing (ACD) exists, the first agent to answer takes the conversation.
+            conversation.assignee_id = post.sender_id
+            conversation.owner_kind = "agent"
+            status_changed = True
+    conversation.message_count += 1
+    conversation.updated_at = now
+    conversation.version += 1
+    uow.emit(ev.MESSAGE_CREATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+             contact_id=conversation.contact_id,
+             data={"message": read.model_dump(mode="json"),
+                   "conversation": {"id": conversation.id, "status": conversation.status,
+                                    "assignee_id": conversation.assignee_id, "contact_id": conversation.contact_id,
+                                    "inbox_id": conversation.inbox_id, "owner_kind": conversation.owner_kind,
+                                    "last_message_preview": conversation.last_message_preview,
+                                    "version": conversation.version}})
+    if status_changed:
+        uow.emit(ev.CONVERSATION_UPDATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+                 contact_id=conversation.contact_id,
+                 data={"conversation": conversation_read(conversation, None).model_dump(mode="json")})
 
 
 async def do_post_message(
@@ -67,72 +199,51 @@ async def do_post_message(
     client_message_id: str | None = None,
     content_type: str = "text",
 ) -> tuple[MessageRead, bool]:
-    """Append a message; returns (message, created). A repeated ``client_message_id`` returns the original."""
-    session = uow.session
-    attachments = attachments or []
-    if not body.strip() and not attachments:
-        raise ValidationFailed("empty_message")
-    if conversation.status == "closed":
-        raise Conflict("conversation_closed")
-    if client_message_id is not None:
-        existing = await conversation_service.find_message_by_client_id(
-            session=session, conversation_id=conversation.id, sender_kind=sender_kind,
-            client_message_id=client_message_id)
-        if existing is not None:
-            return message_read(existing), False
-    now = utcnow()
-    message = Message(
-        id=new_id("msg"), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-        sender_kind=sender_kind, sender_id=sender_id, body=body, content_type=content_type, attachments=attachments,
-        private=private, client_message_id=client_message_id, delivery_status="sent", created_at=now,
-    )
-    if client_message_id is None:
-        session.add(message)
-    else:
-        # A twin request on another connection may insert the same client id between our read and our
-        # insert (PostgreSQL makes us wait for its commit, then fails the unique key): answer with its row.
-        try:
-            async with session.begin_nested():
-                session.add(message)
-                await session.flush()
-        except IntegrityError:
-            existing = await conversation_service.find_message_by_client_id(
-                session=session, conversation_id=conversation.id, sender_kind=sender_kind,
-                client_message_id=client_message_id)
-            if existing is None:
-                raise
-            return message_read(existing), False
-    status_changed = False
-    if not private:
-        conversation.last_message_at = now
-        conversation.last_message_preview = policies.preview(body, attachments)
-        if sender_kind == "customer" and conversation.status in ("resolved", "pending"):
-            conversation.status = "open"
-            conversation.resolved_at = None
-            status_changed = True
-        if sender_kind == "agent" and conversation.assignee_id is None and sender_id is not None:
-            # Until routing (ACD) exists, the first agent to answer takes the conversation.
-            conversation.assignee_id = sender_id
-            conversation.owner_kind = "agent"
-            status_changed = True
-    conversation.message_count += 1
-    conversation.updated_at = now
-    conversation.version += 1
-    await session.flush()
-    read = message_read(message)
-    uow.emit(ev.MESSAGE_CREATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-             contact_id=conversation.contact_id,
-             data={"message": read.model_dump(mode="json"),
-                   "conversation": {"id": conversation.id, "status": conversation.status,
-                                    "assignee_id": conversation.assignee_id, "contact_id": conversation.contact_id,
-                                    "inbox_id": conversation.inbox_id, "owner_kind": conversation.owner_kind,
-                                    "last_message_preview": conversation.last_message_preview,
-                                    "version": conversation.version}})
-    if status_changed:
-        uow.emit(ev.CONVERSATION_UPDATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-                 contact_id=conversation.contact_id,
-                 data={"conversation": conversation_read(conversation, None).model_dump(mode="json")})
-    return read, True
+    """Append one message; returns (message, created). A repeated ``client_message_id`` returns the original."""
+    [outcome] = await do_post_messages(uow, [MessagePost(
+        conversation=conversation, sender_kind=sender_kind, sender_id=sender_id, body=body,
+        attachments=attachments or [], private=private, client_message_id=client_message_id,
+        content_type=content_type)])
+    if isinstance(outcome, DomainError):
+        raise outcome
+    await uow.session.flush()
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPost:
+    """A reply or internal note from an agent (or an integration, as ``bot``) to a conversation by id."""
+
+    tenant_id: str
+    conversation_id: str
+    sender_kind: str
+    sender_id: str | None
+    body: str
+    attachments: Sequence[dict[str, Any]] | None = ()
+    private: bool = False
+    client_message_id: str | None = None
+
+
+async def do_post_agent_messages(uow: UnitOfWork, items: Sequence[AgentPost]) -> list[PostOutcome]:
+    """Batch form for the agent WebSocket: load every named conversation in one query, then append."""
+    rows = await uow.session.scalars(
+        select(Conversation).where(Conversation.id.in_({item.conversation_id for item in items})))
+    conversations = {c.id: c for c in rows}
+    outcomes: list[PostOutcome | None] = [None] * len(items)
+    posts: list[MessagePost] = []
+    slots: list[int] = []
+    for index, item in enumerate(items):
+        conversation = conversations.get(item.conversation_id)
+        if conversation is None or conversation.tenant_id != item.tenant_id:
+            outcomes[index] = NotFound("conversation_not_found")
+            continue
+        posts.append(MessagePost(conversation=conversation, sender_kind=item.sender_kind, sender_id=item.sender_id,
+                                 body=item.body, attachments=item.attachments, private=item.private,
+                                 client_message_id=item.client_message_id))
+        slots.append(index)
+    for index, outcome in zip(slots, await do_post_messages(uow, posts), strict=True):
+        outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
 
 
 def _check_version(conversation: Conversation, expected_version: int | None) -> None:

@@ -5,6 +5,7 @@ Objects of another tenant and missing ones raise the same ``NotFound``, so ids l
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from sqlalchemy import Select, select
@@ -91,6 +92,20 @@ async def live_conversation(
             .limit(1)
         )
     ).first()
+
+
+async def live_conversations(
+    *, session: AsyncSession, contact_ids: Iterable[str]
+) -> dict[tuple[str, str], Conversation]:
+    """The newest open or pending conversation per (inbox id, contact id) of these contacts, in one query."""
+    live: dict[tuple[str, str], Conversation] = {}
+    rows = await session.scalars(
+        select(Conversation)
+        .where(Conversation.contact_id.in_(set(contact_ids)), Conversation.status.in_(("open", "pending")))
+        .order_by(Conversation.id))
+    for conversation in rows:
+        live[(conversation.inbox_id, conversation.contact_id)] = conversation  # ascending ids: the newest wins
+    return live
 
 
 def conversation_ids_query(*, tenant_id: str, contact_id: str, inbox_id: str | None = None) -> Select[tuple[str]]:

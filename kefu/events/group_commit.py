@@ -1,13 +1,19 @@
 """Group commit: many small writes share one transaction (one fsync) and are acknowledged after it.
 
 Hot paths such as appending chat messages arrive faster than one commit per message allows (about 1-3k
-commits/s through the async ORM). Callers submit a use case; a single flusher runs every queued use case
-in one transaction, commits once, then resolves each caller.
+commits/s through the async ORM), and on SQLite every statement is also an event-loop round trip through the
+driver's thread. Two ways in:
 
-The common case pays no SAVEPOINTs: the batch runs straight through. Only if some use case raises (or the
-commit fails) is the batch rolled back and run again with one SAVEPOINT per use case, so the failing one
-gets its own exception and the others still commit. Use cases must therefore be safe to run twice when the
-first run was rolled back, which holds for pure database work.
+* ``run(use_case)``: any use case ``(uow) -> result``; queued ones run one after another in one transaction.
+* ``run_batched(batch_fn, item)``: items queued for the same set-based ``batch_fn(uow, items)`` are handed
+  to it together, so a batch of a hundred chat messages costs a handful of statements, not hundreds. The
+  batch function returns one result per item, or a ``DomainError`` *instance* for an item it refuses
+  (the other items still commit).
+
+A single flusher commits once per batch, then resolves each caller. If anything raises (or the commit
+fails) the batch is rolled back and run again item by item, each in its own SAVEPOINT, so the failing one
+gets its own exception and the others still commit. Use cases and batch functions must therefore be safe to
+run twice when the first run was rolled back, which holds for pure database work.
 """
 
 from __future__ import annotations
@@ -15,18 +21,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kefu.core.errors import DomainError
 from kefu.events.outbox import OutboxRelay
 from kefu.events.uow import UnitOfWork
 
 log = logging.getLogger("kefu.events.group_commit")
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
 UseCase = Callable[[UnitOfWork], Awaitable[Any]]
+BatchFn = Callable[[UnitOfWork, Sequence[Any]], Awaitable[Sequence[Any]]]
+
+
+@dataclass(slots=True)
+class _Job:
+    future: asyncio.Future[Any]
+    use_case: UseCase | None = None
+    batch_fn: BatchFn | None = None
+    item: Any = None
 
 
 class GroupCommitter:
@@ -42,22 +60,33 @@ class GroupCommitter:
         self._relay = relay
         self._max_batch = max_batch
         self._crash_after_commit = crash_after_commit
-        self._queue: deque[tuple[UseCase, asyncio.Future[Any]]] = deque()
+        self._queue: deque[_Job] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
 
     async def run(self, use_case: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """Run ``use_case`` in the next group transaction and return its result once committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((use_case, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="kefu-group-commit")
-        return await future
+        return await self._enqueue(_Job(self._future(), use_case=use_case))
+
+    async def run_batched(self, batch_fn: Callable[[UnitOfWork, Sequence[I]], Awaitable[Sequence[Any]]],
+                          item: I) -> Any:
+        """Hand ``item`` to ``batch_fn`` together with the other items queued for it; return its result."""
+        return await self._enqueue(_Job(self._future(), batch_fn=batch_fn, item=item))
 
     async def drain(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+
+    @staticmethod
+    def _future() -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _enqueue(self, job: _Job) -> Any:
+        self._queue.append(job)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all(), name="kefu-group-commit")
+        return await job.future
 
     async def _flush_all(self) -> None:
         while self._queue:
@@ -66,54 +95,72 @@ class GroupCommitter:
                 await self._flush(batch)
             except Exception as exc:  # the commit itself failed: every caller of the batch learns it
                 log.exception("group commit failed")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
 
-    async def _flush(self, batch: list[tuple[UseCase, asyncio.Future[Any]]]) -> None:
-        batch = [(use_case, future) for use_case, future in batch if not future.cancelled()]
+    async def _flush(self, batch: list[_Job]) -> None:
+        batch = [job for job in batch if not job.future.cancelled()]
         if not batch:
             return
-        done = await self._run_straight(batch)
-        if done is None:
-            done = await self._run_isolated(batch)
+        outcomes = await self._run_straight(batch)
+        if outcomes is None:
+            outcomes = await self._run_isolated(batch)
         self.batches += 1
-        self.items += len(done)
-        for future, result in done:
-            if not future.done():
-                future.set_result(result)
+        self.items += len(batch)
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
 
-    async def _run_straight(self, batch: list[tuple[UseCase, asyncio.Future[Any]]]) -> list[tuple[asyncio.Future[Any], Any]] | None:
-        """Run the whole batch in one transaction; None if anything failed (then nothing was committed)."""
+    async def _run_straight(self, batch: list[_Job]) -> list[Any] | None:
+        """Run the whole batch in one transaction; None if anything raised (then nothing was committed)."""
+        outcomes: dict[int, Any] = {}
+        groups: dict[BatchFn, list[int]] = {}
+        for index, job in enumerate(batch):
+            if job.batch_fn is not None:
+                groups.setdefault(job.batch_fn, []).append(index)
         async with self._sessionmaker() as session:
             uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
-            done: list[tuple[asyncio.Future[Any], Any]] = []
             try:
-                for use_case, future in batch:
-                    done.append((future, await use_case(uow)))
+                for batch_fn, indexes in groups.items():
+                    results = await batch_fn(uow, [batch[i].item for i in indexes])
+                    if len(results) != len(indexes):
+                        raise RuntimeError(f"{batch_fn!r} returned {len(results)} results for {len(indexes)} items")
+                    outcomes.update(zip(indexes, results, strict=True))
+                for index, job in enumerate(batch):
+                    if job.use_case is not None:
+                        outcomes[index] = await job.use_case(uow)
                 await uow.commit()
             except Exception:
                 await uow.rollback()
                 return None
-            return done
+        return [outcomes[i] for i in range(len(batch))]
 
-    async def _run_isolated(self, batch: list[tuple[UseCase, asyncio.Future[Any]]]) -> list[tuple[asyncio.Future[Any], Any]]:
-        """Run each use case in its own SAVEPOINT so a failure fails only its caller."""
-        done: list[tuple[asyncio.Future[Any], Any]] = []
+    async def _run_isolated(self, batch: list[_Job]) -> list[Any]:
+        """Run each job in its own SAVEPOINT so a failure fails only its caller."""
+        outcomes: list[Any] = []
         async with self._sessionmaker() as session:
             uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
-            for use_case, future in batch:
+            for job in batch:
                 marker = uow.mark()
                 savepoint = await session.begin_nested()
                 try:
-                    result = await use_case(uow)
+                    if job.batch_fn is not None:
+                        [outcome] = await job.batch_fn(uow, [job.item])
+                    else:
+                        outcome = await job.use_case(uow)  # type: ignore[misc]
+                    if isinstance(outcome, DomainError):
+                        raise outcome
                     await savepoint.commit()
                 except Exception as exc:
                     if savepoint.is_active:
                         await savepoint.rollback()
                     uow.discard_since(marker)
-                    future.set_exception(exc)
-                    continue
-                done.append((future, result))
+                    outcome = exc
+                outcomes.append(outcome)
             await uow.commit()
-        return done
+        return outcomes

@@ -36,13 +36,12 @@ from kefu.channels.policies import public_message, visitor_view
 from kefu.contacts import service as contact_service
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
-from kefu.conversations.schemas import Attachment, MessageRead
+from kefu.conversations.schemas import Attachment
 from kefu.core.errors import DomainError, Forbidden, Unauthenticated
 from kefu.core.i18n import negotiate, translate
 from kefu.events.models import OutboxEvent
 from kefu.events.outbox import to_event
 from kefu.events.types import VISITOR_VISIBLE
-from kefu.events.uow import UnitOfWork
 from kefu.realtime.hub import (
     AGENT,
     CLOSE_FORBIDDEN,
@@ -310,20 +309,19 @@ class RealtimeSession:
         data = frame.get("data")
         if not isinstance(data, dict):
             raise _invalid("data")
-        use_case = self.message_use_case(client_id, data)  # validates synchronously, raises FrameError
+        submission = self.message_submission(client_id, data)  # validates synchronously, raises FrameError
         await self._slots.acquire()
-        task = asyncio.create_task(self._commit_and_ack(client_id, use_case))
+        task = asyncio.create_task(self._commit_and_ack(client_id, submission))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _commit_and_ack(self, client_id: str,
-                              use_case: Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]) -> None:
+    async def _commit_and_ack(self, client_id: str, submission: tuple[Any, Any]) -> None:
         conn = self.conn
         assert conn is not None
         try:
             for attempt in range(2):
                 try:
-                    message, created = await self.runtime.committer.run(use_case)
+                    message, created = await self.runtime.committer.run_batched(*submission)
                     break
                 except IntegrityError:
                     # The same client id committed concurrently on another node: the retry finds it.
@@ -358,8 +356,8 @@ class RealtimeSession:
     def replay_frame(self, conn: Connection, event: Any) -> str | None:
         raise NotImplementedError
 
-    def message_use_case(self, client_id: str, data: dict[str, Any]
-                         ) -> Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]:
+    def message_submission(self, client_id: str, data: dict[str, Any]) -> tuple[Any, Any]:
+        """Validate a ``message.send`` frame; return (batch function, item) for the group committer."""
         raise NotImplementedError
 
     def ack_message(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -394,8 +392,7 @@ class AgentSession(RealtimeSession):
     def replay_frame(self, conn: Connection, event: Any) -> str | None:
         return dumps(event.frame())
 
-    def message_use_case(self, client_id: str, data: dict[str, Any]
-                         ) -> Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]:
+    def message_submission(self, client_id: str, data: dict[str, Any]) -> tuple[Any, Any]:
         principal = self.principal
         if not principal.can("conversations:write"):
             raise FrameError("insufficient_scope" if principal.kind == "api_key" else "forbidden",
@@ -408,19 +405,11 @@ class AgentSession(RealtimeSession):
         if not isinstance(private, bool):
             raise _invalid("data.private")
         attachments = _attachments(data)
-        tenant_id = principal.tenant_id
         # As over REST: users post as agents; an API key (an integration, not a person) posts as a bot.
-        sender_kind = "agent" if principal.kind == "user" else "bot"
-        sender_id = principal.id
-
-        async def post(uow: UnitOfWork) -> tuple[MessageRead, bool]:
-            conversation = await conversation_service.access_conversation(
-                session=uow.session, tenant_id=tenant_id, conversation_id=conversation_id)
-            return await conversation_actions.do_post_message(
-                uow, conversation=conversation, sender_kind=sender_kind, sender_id=sender_id, body=body,
-                attachments=attachments, private=private, client_message_id=client_id)
-
-        return post
+        return conversation_actions.do_post_agent_messages, conversation_actions.AgentPost(
+            tenant_id=principal.tenant_id, conversation_id=conversation_id,
+            sender_kind="agent" if principal.kind == "user" else "bot", sender_id=principal.id, body=body,
+            attachments=attachments, private=private, client_message_id=client_id)
 
 
 class VisitorSession(RealtimeSession):
@@ -468,17 +457,10 @@ class VisitorSession(RealtimeSession):
         frame, inbox_id = view
         return dumps(frame) if inbox_id is None or inbox_id == conn.inbox_id else None
 
-    def message_use_case(self, client_id: str, data: dict[str, Any]
-                         ) -> Callable[[UnitOfWork], Awaitable[tuple[MessageRead, bool]]]:
-        body = _body(data)
-        attachments = _attachments(data)
-        claims, lang = self.claims, self.lang
-
-        async def post(uow: UnitOfWork) -> tuple[MessageRead, bool]:
-            return await channel_actions.do_post_visitor_message(
-                uow, claims=claims, body=body, client_message_id=client_id, attachments=attachments, locale=lang)
-
-        return post
+    def message_submission(self, client_id: str, data: dict[str, Any]) -> tuple[Any, Any]:
+        return channel_actions.do_post_visitor_messages, channel_actions.VisitorPost(
+            claims=self.claims, body=_body(data), client_message_id=client_id, attachments=_attachments(data),
+            locale=self.lang)
 
     def ack_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         return public_message(payload)

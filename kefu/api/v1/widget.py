@@ -126,10 +126,10 @@ async def post_message(body: WidgetMessageCreate, claims: Visitor, request: Requ
     attachments = [a.model_dump() for a in body.attachments]
     locale = _locale(request, runtime)
     # Group commit: this request shares a transaction with concurrent senders and returns once it committed.
-    message, created = await runtime.committer.run(
-        lambda uow: channel_actions.do_post_visitor_message(
-            uow, claims=claims, body=body.body, client_message_id=body.client_message_id,
-            attachments=attachments, locale=locale))
+    message, created = await runtime.committer.run_batched(
+        channel_actions.do_post_visitor_messages,
+        channel_actions.VisitorPost(claims=claims, body=body.body, client_message_id=body.client_message_id,
+                                    attachments=attachments, locale=locale))
     if not created:
         response.status_code = 200
     return message
