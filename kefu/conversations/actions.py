@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from kefu.auth import service as auth_service
@@ -115,6 +115,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
             Message.client_message_id.in_({p.client_message_id for p in keyed})))
         stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}
     race_safe = len(posts) == 1
+    bulk: list[dict[str, Any]] = []
     for index in valid:
         post = posts[index]
         conversation = post.conversation
@@ -123,18 +124,18 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
             outcomes[index] = (stored[key], False)
             continue
         now = utcnow()
-        message = Message(
-            id=new_id("msg"), tenant_id=conversation.tenant_id, conversation_id=conversation.id,
-            sender_kind=post.sender_kind, sender_id=post.sender_id, body=post.body, content_type=post.content_type,
-            attachments=list(post.attachments or ()), private=post.private, client_message_id=post.client_message_id,
-            delivery_status="sent", created_at=now)
+        values = {"id": new_id("msg"), "tenant_id": conversation.tenant_id, "conversation_id": conversation.id,
+                  "sender_kind": post.sender_kind, "sender_id": post.sender_id, "body": post.body,
+                  "content_type": post.content_type, "attachments": list(post.attachments or ()),
+                  "private": post.private, "client_message_id": post.client_message_id,
+                  "delivery_status": "sent", "created_at": now}
         if race_safe and post.client_message_id is not None:
             # A twin request on another connection or node may insert the same client id between our read
             # and our insert (PostgreSQL makes us wait for its commit, then fails the unique key): answer
             # with its row. Batches of several skip this; a violation there reruns each post alone.
             try:
                 async with session.begin_nested():
-                    session.add(message)
+                    session.add(Message(**values))
                     await session.flush()
             except IntegrityError:
                 existing = await conversation_service.find_message_by_client_id(
@@ -145,12 +146,15 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
                 outcomes[index] = (message_read(existing), False)
                 continue
         else:
-            session.add(message)
-        read = message_read(message)
+            bulk.append(values)
+        read = MessageRead.model_validate(values)
         if post.client_message_id is not None:
             stored[key] = read
         _apply_message(uow, conversation, post, read, now)
         outcomes[index] = (read, True)
+    if bulk:
+        await session.flush()  # conversations started in this batch must exist before their messages
+        await session.execute(insert(Message), bulk)
     return outcomes  # type: ignore[return-value]
 
 

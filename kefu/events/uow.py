@@ -2,6 +2,9 @@
 
 Actions receive a ``UnitOfWork``, change state through ``uow.session`` and call ``uow.emit``; the caller
 commits once at the use-case boundary. Events reach the bus only after the commit succeeded.
+
+Events are kept as plain rows until the commit and then written with one multi-row INSERT … RETURNING (the
+returned ids are the event ids), which costs far less than one ORM object per event on the chat hot path.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.core.clock import utcnow
 from kefu.events.models import OutboxEvent
-from kefu.events.outbox import OutboxRelay, to_event
+from kefu.events.outbox import OutboxRelay
 from kefu.events.types import DomainEvent
 
 
@@ -21,7 +25,7 @@ class UnitOfWork:
     def __init__(self, session: AsyncSession, relay: OutboxRelay | None, *, crash_after_commit: bool = False):
         self.session = session
         self._relay = relay
-        self._rows: list[OutboxEvent] = []
+        self._rows: list[dict[str, Any]] = []
         self._crash_after_commit = crash_after_commit
 
     def emit(
@@ -34,16 +38,8 @@ class UnitOfWork:
         contact_id: str | None = None,
     ) -> None:
         """Record a domain event to be published after this unit of work commits."""
-        row = OutboxEvent(
-            tenant_id=tenant_id,
-            type=type,
-            conversation_id=conversation_id,
-            contact_id=contact_id,
-            data=data,
-            created_at=utcnow(),
-        )
-        self.session.add(row)
-        self._rows.append(row)
+        self._rows.append({"tenant_id": tenant_id, "type": type, "conversation_id": conversation_id,
+                           "contact_id": contact_id, "data": data, "created_at": utcnow()})
 
     def mark(self) -> int:
         """Return a marker for ``discard_since`` (used when a savepoint is rolled back)."""
@@ -53,10 +49,16 @@ class UnitOfWork:
         del self._rows[marker:]
 
     async def commit(self) -> list[DomainEvent]:
-        """Commit the transaction, then publish its events; return them."""
+        """Write the outbox rows, commit the transaction, then publish the events; return them."""
+        events: list[DomainEvent] = []
         if self._rows:
             await self.session.flush()
-        events = [to_event(row) for row in self._rows]
+            ids = (await self.session.scalars(
+                insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), self._rows)).all()
+            events = [DomainEvent(id=event_id, type=row["type"], tenant_id=row["tenant_id"], data=row["data"],
+                                  created_at=row["created_at"], conversation_id=row["conversation_id"],
+                                  contact_id=row["contact_id"])
+                      for event_id, row in zip(ids, self._rows, strict=True)]
         await self.session.commit()
         self._rows = []
         if self._crash_after_commit and events:
