@@ -50,6 +50,12 @@ class RequestContextMiddleware:
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_id("req")
         token = request_id_var.set(request_id)
+        if scope["type"] == "websocket":
+            # No per-frame wrapper: a chat socket sends thousands of frames, and none needs a header added.
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                request_id_var.reset(token)
         status_holder: dict[str, Any] = {"status": 500}
         started = time.perf_counter()
 
@@ -63,13 +69,12 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if scope["type"] == "http":
-                elapsed = time.perf_counter() - started
-                route = _route_of(scope)
-                self.metrics.requests.labels(scope["method"], route, str(status_holder["status"])).inc()
-                self.metrics.latency.labels(scope["method"], route).observe(elapsed)
-                log.info("request", extra={"method": scope["method"], "route": route,
-                                           "status": status_holder["status"], "ms": round(elapsed * 1000, 2)})
+            elapsed = time.perf_counter() - started
+            route = _route_of(scope)
+            self.metrics.requests.labels(scope["method"], route, str(status_holder["status"])).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
+            log.info("request", extra={"method": scope["method"], "route": route,
+                                       "status": status_holder["status"], "ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
 
 
