@@ -4,10 +4,11 @@
 FastAPI endpoint, the same stack kefu runs on).
 """
 
-from __future__ import annotations
-
 import asyncio
 import sys
+
+# No `from __future__ import annotations` here: FastAPI must see the WebSocket annotation as a class.
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 
 async def _websockets(port: int) -> None:
@@ -23,7 +24,6 @@ async def _websockets(port: int) -> None:
 
 def _fastapi(port: int) -> None:
     import uvicorn
-    from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
     app = FastAPI()
 
