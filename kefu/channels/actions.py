@@ -208,8 +208,7 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         else:
             accepted.append(index)
     # First messages: resolve their contacts (a token may predate a merge) in bulk, then start conversations.
-    first = [i for i in accepted if live.get((items[i].claims.inbox_id, items[i].claims.contact_id)) is None
-             or live[(items[i].claims.inbox_id, items[i].claims.contact_id)].tenant_id != items[i].claims.tenant_id]
+    first = [i for i in accepted if _live_for(live, items[i].claims) is None]
     contacts: dict[tuple[str, str], str] = {}
     for tenant_id in {items[i].claims.tenant_id for i in first}:
         found = await contact_service.current_contacts(
@@ -223,8 +222,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     slots: list[int] = []
     for index in accepted:
         claims = items[index].claims
-        conversation = live.get((claims.inbox_id, claims.contact_id))
-        if conversation is None or conversation.tenant_id != claims.tenant_id:
+        conversation = _live_for(live, claims)
+        if conversation is None:
             contact_id = contacts.get((claims.tenant_id, claims.contact_id))
             if contact_id is None:
                 outcomes[index] = Unauthenticated("invalid_visitor_token")
@@ -244,6 +243,11 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     for index, outcome in zip(slots, await conversation_actions.do_post_messages(uow, posts), strict=True):
         outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]
+
+
+def _live_for(live: dict[tuple[str, str], Any], claims: VisitorClaims) -> Any:
+    conversation = live.get((claims.inbox_id, claims.contact_id))
+    return conversation if conversation is not None and conversation.tenant_id == claims.tenant_id else None
 
 
 async def do_post_visitor_message(

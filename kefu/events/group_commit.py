@@ -74,6 +74,11 @@ class GroupCommitter:
         """Hand ``item`` to ``batch_fn`` together with the other items queued for it; return its result."""
         return await self._enqueue(_Job(self._future(), batch_fn=batch_fn, item=item))
 
+    async def run_batched_many(self, batch_fn: Callable[[UnitOfWork, Sequence[I]], Awaitable[Sequence[Any]]],
+                               items: Sequence[I]) -> list[Any]:
+        """Submit several items at once; return each one's result, or its exception, in order."""
+        return await asyncio.gather(*(self.run_batched(batch_fn, item) for item in items), return_exceptions=True)
+
     async def drain(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)

@@ -1,0 +1,64 @@
+"""One group-commit batch of widget messages: each item gets its own outcome, and the batch stays consistent."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from kefu.channels import actions as channel_actions
+from kefu.channels import visitor_tokens
+from kefu.channels.schemas import InboxCreate, InboxUpdate, WidgetSessionCreate
+from kefu.conversations.models import Conversation, Message
+from kefu.core.errors import NotFound, ValidationFailed
+from kefu.events.models import OutboxEvent
+from kefu.runtime import build_runtime
+from kefu.tenants import actions as tenant_actions
+from kefu.tenants.schemas import TenantCreate
+from tests.conftest import make_settings
+
+
+async def test_a_mixed_batch_gives_each_item_its_own_outcome(db_url: str) -> None:
+    runtime = build_runtime(make_settings(db_url))
+    try:
+        uow = runtime.unit_of_work()
+        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"b-{uuid.uuid4().hex[:10]}",
+                                                                              name="batch"))
+        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        closed_inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="old"))
+        claims = []
+        for inbox_id in (inbox.id, inbox.id, closed_inbox.id):
+            session = await channel_actions.do_start_widget_session(
+                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox_id), locale="zh")
+            claims.append(visitor_tokens.verify(runtime.settings.secret_key, session.visitor_token))
+        await channel_actions.do_update_inbox(uow, inbox=closed_inbox, data=InboxUpdate(is_active=False))
+        await uow.commit()
+        await uow.session.close()
+        a, b, gone = claims
+
+        post = channel_actions.VisitorPost
+        outcomes = await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, [
+            post(claims=a, body="第一条", client_message_id="a1"),
+            post(claims=a, body="second in the same batch", client_message_id="a2"),
+            post(claims=b, body="twice", client_message_id="b1"),
+            post(claims=b, body="twice", client_message_id="b1"),
+            post(claims=gone, body="to a disabled inbox", client_message_id="g1"),
+            post(claims=b, body="   ", client_message_id="b2"),
+        ])
+        assert [o[1] if isinstance(o, tuple) else type(o) for o in outcomes] == [
+            True, True, True, False, NotFound, ValidationFailed]
+        assert outcomes[2][0].id == outcomes[3][0].id  # the repeated client id is one message
+        assert outcomes[0][0].conversation_id == outcomes[1][0].conversation_id  # one conversation for a
+
+        async with runtime.sessionmaker() as session:
+            conversations = (await session.scalars(select(Conversation).where(
+                Conversation.contact_id.in_([a.contact_id, b.contact_id])))).all()
+            assert sorted(c.message_count for c in conversations) == [1, 2]
+            stored = await session.scalar(select(func.count()).select_from(Message).where(
+                Message.conversation_id.in_([c.id for c in conversations])))
+            assert stored == 3
+            events = (await session.scalars(select(OutboxEvent.type).where(
+                OutboxEvent.conversation_id.in_([c.id for c in conversations])))).all()
+            assert sorted(events) == ["conversation.created"] * 2 + ["message.created"] * 3
+    finally:
+        await runtime.engine.dispose()
