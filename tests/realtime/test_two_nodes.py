@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,24 +25,23 @@ async def test_agent_on_node_a_and_customer_on_node_b(postgres_url: str, redis_u
                                                       pg_runtime: Runtime) -> None:
     tenant = await create_tenant(pg_runtime)
     session = await start_visitor(pg_runtime, tenant.inbox_id)
-    node_a = LiveServer(make_settings(postgres_url, redis_url=redis_url, node_id="node-a")).start()
-    node_b = LiveServer(make_settings(postgres_url, redis_url=redis_url, node_id="node-b")).start()
+    # The outbox sweeper only picks up events after an hour here, so whatever arrives came over Redis.
+    node_a = LiveServer(make_settings(postgres_url, redis_url=redis_url, node_id="node-a",
+                                      outbox_stale_seconds=3600)).start()
+    node_b = LiveServer(make_settings(postgres_url, redis_url=redis_url, node_id="node-b",
+                                      outbox_stale_seconds=3600)).start()
     try:
         agent, _, _ = await agent_client(node_a.ws_url, tenant.agent.token)
         visitor, _, _ = await visitor_client(node_b.ws_url, session.visitor_token)
 
-        started = time.monotonic()
         await visitor.send({"type": "message.send", "id": "b-1", "data": {"body": "hello from node B"}})
-        seen = await agent.wait_for(is_message("hello from node B"), timeout=1.0)
-        assert time.monotonic() - started < 1.0
+        seen = await agent.wait_for(is_message("hello from node B"), timeout=5.0)
         conversation_id = seen["data"]["message"]["conversation_id"]
         assert (await visitor.wait_for(is_ack("b-1")))["type"] == "message.ack"
 
-        started = time.monotonic()
         await agent.send({"type": "message.send", "id": "a-1",
                           "data": {"conversation_id": conversation_id, "body": "reply from node A"}})
-        await visitor.wait_for(is_message("reply from node A"), timeout=1.0)
-        assert time.monotonic() - started < 1.0
+        await visitor.wait_for(is_message("reply from node A"), timeout=5.0)
 
         # Each event reached each client once, although both nodes saw it (locally and from the stream).
         for client in (agent, visitor):
