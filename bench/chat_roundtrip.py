@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -246,6 +247,7 @@ async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def echo_run(kind: str, n: int, seconds: float) -> float:
