@@ -37,7 +37,7 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _unavailable(what: str) -> None:
+def unavailable(what: str) -> None:
     """Skip when a service is missing on a developer machine; in CI (where it must exist) fail instead."""
     if os.environ.get("CI"):
         pytest.fail(f"{what} is not reachable, and CI must run this suite against it")
@@ -79,7 +79,7 @@ async def _pg_admin(sql: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not _port_open(PG_HOST, PG_PORT):
-        _unavailable("PostgreSQL at 127.0.0.1:5432")
+        unavailable("PostgreSQL at 127.0.0.1:5432")
     name = f"kefu_test_{uuid.uuid4().hex[:10]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     base = PG_ADMIN_DSN.rsplit("/", 1)[0]
@@ -92,7 +92,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     if not _port_open("127.0.0.1", 6379):
-        _unavailable("Redis at 127.0.0.1:6379")
+        unavailable("Redis at 127.0.0.1:6379")
     return REDIS_URL
 
 

@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from kefu.contacts import service as contact_service
 from kefu.demo.seed import seed_demo
 from kefu.runtime import Runtime
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, unavailable
 from tests.factories import TenantFixture
 from tests.realtime.wsclient import agent_client, is_ack, is_message
 
@@ -29,7 +29,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make browser)")
+        unavailable("Debian chromium (make browser installs it)")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield browser
