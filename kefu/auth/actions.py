@@ -19,6 +19,7 @@ from kefu.core.errors import Conflict, Forbidden, PreconditionFailed, RateLimite
 from kefu.core.ids import new_id
 from kefu.core.security import hash_password, needs_rehash, new_token, token_hash, verify_password
 from kefu.core.settings import Settings
+from kefu.events import types as ev
 from kefu.events.uow import UnitOfWork
 
 MIN_PASSWORD = 10
@@ -140,15 +141,26 @@ async def do_logout(uow: UnitOfWork, *, token: str, actor: Principal | None = No
         update(AuthSession).where(AuthSession.token_hash == token_hash(token), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow()))
     if actor is not None and revoked.rowcount:
+        _emit_revoked(uow, tenant_id=actor.tenant_id, principal_id=actor.id, token_hash=token_hash(token))
         await audit_actions.do_record(uow, tenant_id=actor.tenant_id, actor=actor, action=audit_events.LOGOUT,
                                       target_type="user", target_id=actor.id, ip=ip)
 
 
-async def _revoke_sessions(uow: UnitOfWork, *, user_id: str, keep_token_hash: str | None = None) -> int:
+def _emit_revoked(uow: UnitOfWork, *, tenant_id: str, principal_id: str, token_hash: str | None = None,
+                  keep_token_hash: str | None = None) -> None:
+    """Tell every node to close sockets opened with credentials that no longer work."""
+    uow.emit(ev.CREDENTIALS_REVOKED, tenant_id=tenant_id,
+             data={"principal_id": principal_id, "token_hash": token_hash, "keep_token_hash": keep_token_hash})
+
+
+async def _revoke_sessions(uow: UnitOfWork, *, tenant_id: str, user_id: str,
+                           keep_token_hash: str | None = None) -> int:
     query = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
     if keep_token_hash is not None:
         query = query.where(AuthSession.token_hash != keep_token_hash)
     result = await uow.session.execute(query.values(revoked_at=utcnow()))
+    if result.rowcount:
+        _emit_revoked(uow, tenant_id=tenant_id, principal_id=user_id, keep_token_hash=keep_token_hash)
     return result.rowcount or 0
 
 
@@ -224,7 +236,7 @@ async def do_update_user(
     user.updated_at = utcnow()
     await uow.session.flush()
     if activity_changed and not user.is_active:
-        await _revoke_sessions(uow, user_id=user.id)
+        await _revoke_sessions(uow, tenant_id=user.tenant_id, user_id=user.id)
     record = audit_actions.do_record
     tenant_id = user.tenant_id
     if changed:
@@ -289,7 +301,7 @@ async def do_update_own_profile(
     user.updated_at = utcnow()
     await uow.session.flush()
     if password_changed:
-        await _revoke_sessions(uow, user_id=user.id,
+        await _revoke_sessions(uow, tenant_id=user.tenant_id, user_id=user.id,
                                keep_token_hash=token_hash(current_token) if current_token else None)
         await audit_actions.do_record(uow, tenant_id=user.tenant_id, actor=actor, action=audit_events.PASSWORD_CHANGED,
                                       target_type="user", target_id=user.id, ip=ip)
@@ -342,6 +354,7 @@ async def do_revoke_api_key(uow: UnitOfWork, *, actor: Principal, key: ApiKey, i
         return key
     key.revoked_at = utcnow()
     await uow.session.flush()
+    _emit_revoked(uow, tenant_id=key.tenant_id, principal_id=key.id)
     await audit_actions.do_record(uow, tenant_id=key.tenant_id, actor=actor, action=audit_events.API_KEY_REVOKED,
                                   target_type="api_key", target_id=key.id, details={"name": key.name}, ip=ip)
     return key

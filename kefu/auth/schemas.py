@@ -33,6 +33,8 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     locale: str = "en"
     display_name: str = ""
+    # When the credential stops working on its own (session or key expiry); open sockets close then.
+    expires_at: datetime | None = None
 
     @property
     def granted(self) -> frozenset[str]:

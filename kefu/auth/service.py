@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +49,7 @@ async def authenticate(*, session: AsyncSession, token: str) -> Principal:
         if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
             await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
         return Principal(kind="api_key", id=key.id, tenant_id=key.tenant_id, scopes=frozenset(key.scopes),
+                         expires_at=key.expires_at,
                          display_name=key.name)
     row = (
         await session.execute(
@@ -60,13 +63,13 @@ async def authenticate(*, session: AsyncSession, token: str) -> Principal:
     auth_session, user = row
     if auth_session.revoked_at is not None or auth_session.expires_at <= now or not user.is_active:
         raise Unauthenticated("invalid_token")
-    return principal_of(user)
+    return principal_of(user, expires_at=auth_session.expires_at)
 
 
-def principal_of(user: User) -> Principal:
-    """The principal a user acts as once signed in."""
+def principal_of(user: User, *, expires_at: datetime | None = None) -> Principal:
+    """The principal a user acts as once signed in (``expires_at``: when their session ends)."""
     return Principal(kind="user", id=user.id, tenant_id=user.tenant_id, role=user.role, locale=user.locale,
-                     display_name=user.display_name)
+                     display_name=user.display_name, expires_at=expires_at)
 
 
 async def get_user_by_email(*, session: AsyncSession, email: str) -> User | None:

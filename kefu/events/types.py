@@ -17,6 +17,9 @@ CONTACT_UPDATED = "contact.updated"
 CONTACT_MERGED = "contact.merged"
 CONTACT_UNMERGED = "contact.unmerged"
 TYPING = "conversation.typing"
+# Internal: a session or API key stopped being valid; nodes close its sockets. Never sent to clients.
+CREDENTIALS_REVOKED = "auth.credentials_revoked"
+INTERNAL = frozenset({CREDENTIALS_REVOKED})
 
 # Events a widget visitor may see (filtered further to their own conversation and non-private messages).
 VISITOR_VISIBLE = frozenset({MESSAGE_CREATED, MESSAGE_UPDATED, CONVERSATION_UPDATED, TYPING})

@@ -37,8 +37,11 @@ from kefu.contacts import service as contact_service
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
 from kefu.conversations.schemas import Attachment
+from kefu.core.clock import utcnow
 from kefu.core.errors import DomainError, Forbidden, Unauthenticated
 from kefu.core.i18n import negotiate, translate
+from kefu.core.security import token_hash
+from kefu.events import types as ev
 from kefu.events.models import OutboxEvent
 from kefu.events.outbox import to_event
 from kefu.events.types import VISITOR_VISIBLE
@@ -131,6 +134,7 @@ class RealtimeSession:
         self.conn: Connection | None = None
         self._slots = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._expiry: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -142,6 +146,8 @@ class RealtimeSession:
         except Exception:
             log.exception("websocket session failed", extra={"kind": self.kind})
         finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
             if self.conn is not None:
                 self.conn.closing = True  # acks of sends still committing have nowhere to go now
                 self.hub.detach(self.conn)
@@ -213,6 +219,12 @@ class RealtimeSession:
             registered["id"] = frame_id
         prefix.append(dumps(registered))
         conn.start(prefix, replayed)
+        expires_at = getattr(getattr(self, "principal", None), "expires_at", None)
+        if expires_at is not None:
+            # The session or key ends on its own: the socket ends with it (revocations arrive as events).
+            delay = max(0.0, (expires_at - utcnow()).total_seconds())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, conn.close_soon, CLOSE_UNAUTHORIZED, "credentials_expired")
         return True
 
     @property
@@ -380,14 +392,16 @@ class AgentSession(RealtimeSession):
         self.principal = principal
         if not self.explicit_lang and principal.kind == "user":
             self.lang = principal.locale if principal.locale in ("zh", "en") else self.lang
-        return {"kind": AGENT, "tenant_id": principal.tenant_id, "subject_id": principal.id}
+        return {"kind": AGENT, "tenant_id": principal.tenant_id, "subject_id": principal.id,
+                "token_hash": token_hash(token)}
 
     def registered_data(self) -> dict[str, Any]:
         return {"user_id": self.principal.user_id, "principal_id": self.principal.id,
                 "tenant_id": self.principal.tenant_id}
 
     def replay_query(self, conn: Connection, resume_from: int) -> Any:
-        return select(OutboxEvent).where(OutboxEvent.tenant_id == conn.tenant_id, OutboxEvent.id > resume_from)
+        return select(OutboxEvent).where(OutboxEvent.tenant_id == conn.tenant_id, OutboxEvent.id > resume_from,
+                                         OutboxEvent.type.not_in(ev.INTERNAL))
 
     def replay_frame(self, conn: Connection, event: Any) -> str | None:
         return dumps(event.frame())

@@ -20,7 +20,7 @@ import orjson
 from starlette.websockets import WebSocket
 
 from kefu.channels.policies import visitor_view
-from kefu.events.types import VISITOR_VISIBLE, DomainEvent
+from kefu.events.types import CREDENTIALS_REVOKED, INTERNAL, VISITOR_VISIBLE, DomainEvent
 
 if TYPE_CHECKING:
     from kefu.core.metrics import Metrics
@@ -49,11 +49,11 @@ def dumps(frame: dict[str, Any]) -> str:
 class Connection:
     """One registered WebSocket: its identity, bounded outbound queue, duplicate filter and writer task."""
 
-    __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "limit", "acked",
-                 "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer", "_hub", "_close_task")
+    __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "token_hash", "limit",
+                 "acked", "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer", "_hub", "_close_task")
 
     def __init__(self, hub: "Hub", websocket: WebSocket, *, kind: str, tenant_id: str, subject_id: str,
-                 contact_id: str | None = None, inbox_id: str | None = None) -> None:
+                 contact_id: str | None = None, inbox_id: str | None = None, token_hash: str | None = None) -> None:
         self._hub = hub
         self.websocket = websocket
         self.kind = kind
@@ -61,6 +61,7 @@ class Connection:
         self.subject_id = subject_id  # user / API key id, or visitor id
         self.contact_id = contact_id
         self.inbox_id = inbox_id
+        self.token_hash = token_hash  # of the credential it registered with, to close it when revoked
         self.limit = hub.queue_limits[kind]
         self.acked = 0
         self.closing = False
@@ -197,6 +198,10 @@ class Hub:
     def dispatch(self, event: DomainEvent) -> None:
         """Queue ``event`` for every connection allowed to see it; never blocks."""
         agents = self._agents.get(event.tenant_id)
+        if event.type in INTERNAL:
+            if event.type == CREDENTIALS_REVOKED and agents:
+                self._close_revoked(list(agents), event.data)
+            return
         if agents:
             text = dumps(event.frame())
             for conn in agents:
@@ -214,6 +219,17 @@ class Hub:
         for conn in visitors:
             if inbox_id is None or conn.inbox_id == inbox_id:
                 conn.offer(event.id, text)
+
+    @staticmethod
+    def _close_revoked(agents: list[Connection], data: dict[str, Any]) -> None:
+        for conn in agents:
+            if conn.subject_id != data.get("principal_id"):
+                continue
+            if data.get("token_hash") and conn.token_hash != data["token_hash"]:
+                continue  # another session of the same user
+            if data.get("keep_token_hash") and conn.token_hash == data["keep_token_hash"]:
+                continue  # the session that changed the password stays
+            conn.close_soon(CLOSE_UNAUTHORIZED, "credentials_revoked")
 
     async def close(self) -> None:
         """Close every connection at shutdown so clients reconnect (to another node) and resume."""
