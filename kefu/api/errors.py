@@ -39,7 +39,7 @@ STATUS_OF: dict[str, int] = {
     "identity_token_replayed": 401,
     "forbidden": 403, "insufficient_scope": 403, "identity_verification_required": 403, "user_token_required": 403,
     "not_found": 404, "conversation_not_found": 404, "contact_not_found": 404, "inbox_not_found": 404,
-    "merge_not_found": 404, "identity_not_found": 404, "user_not_found": 404, "api_key_not_found": 404,
+    "merge_not_found": 404, "message_not_found": 404, "identity_not_found": 404, "user_not_found": 404, "api_key_not_found": 404,
     "version_conflict": 409, "invalid_status_transition": 409, "conversation_closed": 409, "identity_taken": 409,
     "contact_merged": 409, "merge_already_reverted": 409, "idempotency_in_progress": 409,
     "idempotency_replay_unavailable": 409, "email_taken": 409, "last_admin": 409,

@@ -268,6 +268,22 @@ async def do_post_visitor_message(
     return outcome
 
 
+async def do_mark_read_by_visitor(uow: UnitOfWork, *, claims: VisitorClaims, up_to_message_id: str) -> list[str]:
+    """The customer has seen the shop's messages up to this one (in their own conversation only)."""
+    session = uow.session
+    message = await conversation_service.access_message(session=session, tenant_id=claims.tenant_id,
+                                                        message_id=up_to_message_id)
+    contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
+                                                    contact_id=claims.contact_id)
+    conversation = await conversation_service.access_conversation(
+        session=session, tenant_id=claims.tenant_id, conversation_id=message.conversation_id)
+    if contact is None or conversation.contact_id != contact.id or conversation.inbox_id != claims.inbox_id \
+            or message.private:
+        raise NotFound("message_not_found")
+    return await conversation_actions.do_mark_read(uow, conversation=conversation, reader_kind="customer",
+                                                   up_to_message_id=up_to_message_id)
+
+
 async def prune_identity_nonces(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     """Forget nonces whose tokens would be expired anyway."""
     async with sessionmaker() as session:

@@ -10,7 +10,7 @@ from kefu.events.types import VISITOR_VISIBLE, DomainEvent
 _PUBLIC_MESSAGE_FIELDS = ("id", "conversation_id", "sender_kind", "body", "content_type", "attachments",
                           "client_message_id", "delivery_status", "created_at")
 # Other top-level event fields a customer may see (typing indicators); anything else stays internal.
-_PUBLIC_EXTRA_FIELDS = ("conversation_id", "typing", "sender_kind")
+_PUBLIC_EXTRA_FIELDS = ("conversation_id", "typing", "sender_kind", "read")
 
 
 def visible_to_visitor(event: DomainEvent) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kefu.auth import service as auth_service
@@ -248,6 +248,35 @@ async def do_post_agent_messages(uow: UnitOfWork, items: Sequence[AgentPost]) ->
     for index, outcome in zip(slots, await do_post_messages(uow, posts), strict=True):
         outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]
+
+
+# Whose messages a reader marks as read: the customer reads the shop's side, agents read the customer's.
+_READ_BY = {"customer": ("agent", "bot", "system"), "agent": ("customer",)}
+
+
+async def do_mark_read(
+    uow: UnitOfWork, *, conversation: Conversation, reader_kind: str, up_to_message_id: str
+) -> list[str]:
+    """Mark the other side's messages up to and including ``up_to_message_id`` as read; return their ids.
+
+    Internal notes are never marked (the customer never sees them). Emits ``message.updated`` with the ids,
+    so the other side's screen shows the receipt live; marking again changes nothing and emits nothing.
+    """
+    ids = list((await uow.session.scalars(
+        select(Message.id).where(
+            Message.conversation_id == conversation.id, Message.id <= up_to_message_id,
+            Message.sender_kind.in_(_READ_BY[reader_kind]), Message.private.is_(False),
+            Message.delivery_status != "read")
+        .order_by(Message.id))).all())
+    if not ids:
+        return []
+    await uow.session.execute(update(Message).where(Message.id.in_(ids)).values(delivery_status="read"))
+    uow.emit(ev.MESSAGE_UPDATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+             contact_id=conversation.contact_id,
+             data={"read": {"message_ids": ids, "by": reader_kind, "up_to_message_id": up_to_message_id},
+                   "conversation": {"id": conversation.id, "status": conversation.status,
+                                    "inbox_id": conversation.inbox_id}})
+    return ids
 
 
 def _check_version(conversation: Conversation, expected_version: int | None) -> None:

@@ -101,3 +101,15 @@ class MessagePage(BaseModel):
     data: list[MessageRead]
     next_cursor: str | None = None
     has_more: bool = False
+
+
+class ReadReceiptCreate(BaseModel):
+    """Everything of the other side up to and including this message has been seen."""
+
+    up_to_message_id: str = Field(min_length=1, max_length=40)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"up_to_message_id": "msg_01jd0000000000000000000000"}]})
+
+
+class ReadReceiptRead(BaseModel):
+    message_ids: list[str]

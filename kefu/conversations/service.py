@@ -147,6 +147,13 @@ async def list_contact_messages(
     return list((await session.scalars(query.order_by(Message.id).limit(limit))).all())
 
 
+async def access_message(*, session: AsyncSession, tenant_id: str, message_id: str) -> Message:
+    message = await session.get(Message, message_id) if isinstance(message_id, str) else None
+    if message is None or message.tenant_id != tenant_id:
+        raise NotFound("message_not_found")
+    return message
+
+
 async def find_message_by_client_id(
     *, session: AsyncSession, conversation_id: str, sender_kind: str, client_message_id: str
 ) -> Message | None:

@@ -35,13 +35,14 @@
       connecting: "正在连接…", online: "在线", offline: "正在重新连接…", polling: "在线（兼容模式）",
       sending: "发送中…", retrying: "未发送，正在重试…", failed: "发送失败", earlier: "查看更早的消息",
       unavailable: "暂时无法连接客服，请稍后再试。", greeting: "您好！请问有什么可以帮您？", attachment: "附件",
+      read: "已读",
     },
     en: {
       title: "Chat with us", open: "Open chat", close: "Close", placeholder: "Type a message…", send: "Send",
       connecting: "Connecting…", online: "Online", offline: "Reconnecting…", polling: "Online (compatibility mode)",
       sending: "Sending…", retrying: "Not sent yet, retrying…", failed: "Could not be sent", earlier: "Earlier messages",
       unavailable: "Chat is unavailable right now. Please try again later.",
-      greeting: "Hi! How can we help you today?", attachment: "Attachment",
+      greeting: "Hi! How can we help you today?", attachment: "Attachment", read: "Read",
     },
   };
 
@@ -210,7 +211,9 @@
     if (!m || !m.id) return;
     if (m.client_message_id && m.sender_kind === "customer") dropPending(m.client_message_id);
     if (messages[m.id]) return;
-    var node = bubble(m.body, m.attachments, m.sender_kind === "customer", formatTime(m.created_at));
+    var mine = m.sender_kind === "customer";
+    var node = bubble(m.body, m.attachments, mine, formatTime(m.created_at));
+    if (mine && m.delivery_status === "read") markReadNode(node);
     node.setAttribute("data-message-id", m.id);
     node.setAttribute("data-sender", m.sender_kind || "");
     messages[m.id] = node;
@@ -228,6 +231,38 @@
       badge.hidden = false;
     }
     scrollToEnd();
+    if (!mine) scheduleRead();
+  }
+
+  // ---- read receipts ------------------------------------------------------------------------------------
+  var readUpTo = null;
+  var readTimer = null;
+
+  function markReadNode(node) {
+    var meta = node.querySelector(".kefu-meta");
+    if (meta && !node.hasAttribute("data-read")) {
+      node.setAttribute("data-read", "true");
+      meta.textContent = meta.textContent + " · " + T.read;
+    }
+  }
+
+  /** Tell the shop the customer has seen its messages: only while the panel is open and the page visible. */
+  function scheduleRead() {
+    if (readTimer || !isOpen || !session || document.visibilityState === "hidden") return;
+    readTimer = setTimeout(function () {
+      readTimer = null;
+      var nodes = list.querySelectorAll("[data-message-id]:not([data-sender='customer'])");
+      if (!nodes.length) return;
+      var last = nodes[nodes.length - 1].getAttribute("data-message-id");
+      if (readUpTo !== null && last <= readUpTo) return;
+      api("POST", "/api/v1/widget/read", { up_to_message_id: last }).then(function () { readUpTo = last; },
+                                                                           function () {});
+    }, 800);
+  }
+
+  function applyReceipt(read) {
+    if (!read || read.by !== "agent" || !read.message_ids) return;
+    read.message_ids.forEach(function (id) { if (messages[id]) markReadNode(messages[id]); });
   }
 
   // ---- sending ------------------------------------------------------------------------------------------
@@ -423,6 +458,7 @@
       case "message.created":
       case "message.updated":
         noteEventId(f.id);
+        if (f.data && f.data.read) applyReceipt(f.data.read);
         if (f.data && f.data.message && !f.data.message.private) showMessage(f.data.message);
         scheduleAck();
         return;
@@ -550,9 +586,11 @@
       ensureStarted();
       scrollToEnd();
       input.focus();
+      scheduleRead();
     }
   }
   launcher.addEventListener("click", function () { setOpen(!isOpen); });
+  document.addEventListener("visibilitychange", scheduleRead);
   closeBtn.addEventListener("click", function () { setOpen(false); });
 
   // Returning visitors (or a logged-in customer) reconnect at once so replies arrive while the panel is

@@ -175,3 +175,32 @@ async def test_widget_embedded_on_another_origin(server: LiveServer, tenant: Ten
         await context.close()
         await agent.close()
         shop.shutdown()
+
+
+async def test_read_receipts_in_both_directions(server: LiveServer, tenant: TenantFixture, browser: Browser) -> None:
+    agent, _, _ = await agent_client(server.ws_url, tenant.agent.token)
+    context = await browser.new_context(locale="en-US")
+    page = await context.new_page()
+    await open_widget(page, f"{server.url}/static/widget-demo.html?inbox={tenant.inbox_id}")
+    await type_message(page, "is my parcel on its way?")
+    seen = await agent.wait_for(is_message("is my parcel on its way?"), timeout=10)
+    question = seen["data"]["message"]
+    await agent.send({"type": "message.send", "id": "r-read",
+                      "data": {"conversation_id": question["conversation_id"], "body": "Yes, it left today."}})
+    reply = (await agent.wait_for(is_ack("r-read")))["data"]["message"]
+
+    # The open widget shows the reply, so the agent learns it was read.
+    receipt = await agent.wait_for(lambda f: f["type"] == "message.updated"
+                                   and (f["data"].get("read") or {}).get("by") == "customer", timeout=10)
+    assert receipt["data"]["read"]["message_ids"] == [reply["id"]]
+
+    # The agent reads the question; the customer sees "Read" under it.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        marked = await http.post(f"/api/v1/conversations/{question['conversation_id']}/read",
+                                 headers=tenant.agent.headers, json={"up_to_message_id": question["id"]})
+        assert marked.json()["message_ids"] == [question["id"]]
+    mine = widget(page, "messages").locator("[data-sender=customer]")
+    await expect(mine).to_have_attribute("data-read", "true", timeout=10_000)
+    await expect(mine.locator(".kefu-meta")).to_contain_text("Read")
+    await agent.close()
+    await context.close()

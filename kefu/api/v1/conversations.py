@@ -20,8 +20,10 @@ from kefu.conversations.schemas import (
     MessageCreate,
     MessagePage,
     MessageRead,
+    ReadReceiptCreate,
+    ReadReceiptRead,
 )
-from kefu.core.errors import ValidationFailed
+from kefu.core.errors import NotFound, ValidationFailed
 
 ConversationId = Annotated[str, Path(max_length=40)]
 
@@ -167,6 +169,23 @@ async def post_message(conversation_id: ConversationId, body: MessageCreate, act
     if not created:
         response.status_code = 200
     return message
+
+
+@router.post("/{conversation_id}/read", response_model=ReadReceiptRead,
+             summary="Mark the customer's messages up to one as read (the customer sees the receipt live)",
+             responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "conversation_not_found", "message_not_found"))
+async def mark_read(conversation_id: ConversationId, body: ReadReceiptCreate, actor: Writer,
+                    uow: UoWDep) -> ReadReceiptRead:
+    conversation = await conversation_service.access_conversation(
+        session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
+    message = await conversation_service.access_message(session=uow.session, tenant_id=actor.tenant_id,
+                                                        message_id=body.up_to_message_id)
+    if message.conversation_id != conversation.id:
+        raise NotFound("message_not_found")
+    ids = await conversation_actions.do_mark_read(uow, conversation=conversation, reader_kind="agent",
+                                                  up_to_message_id=message.id)
+    await uow.commit()
+    return ReadReceiptRead(message_ids=ids)
 
 
 Tag = Annotated[str, Path(min_length=1, max_length=64, description="Tag text, compared case-insensitively")]

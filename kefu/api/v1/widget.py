@@ -30,7 +30,7 @@ from kefu.channels.schemas import (
 from kefu.channels.visitor_tokens import VisitorClaims
 from kefu.contacts import service as contact_service
 from kefu.conversations import service as conversation_service
-from kefu.conversations.schemas import MessagePage, MessageRead
+from kefu.conversations.schemas import MessagePage, MessageRead, ReadReceiptCreate, ReadReceiptRead
 from kefu.core.errors import Unauthenticated
 from kefu.core.i18n import negotiate
 from kefu.runtime import Runtime
@@ -133,6 +133,15 @@ async def post_message(body: WidgetMessageCreate, claims: Visitor, request: Requ
     if not created:
         response.status_code = 200
     return message
+
+
+@router.post("/read", response_model=ReadReceiptRead,
+             summary="The customer has seen the shop's messages up to one (agents see the receipt live)",
+             responses=error_responses(*BODY_ERRORS, "invalid_visitor_token", "message_not_found"))
+async def mark_read(body: ReadReceiptCreate, claims: Visitor, uow: UoWDep) -> ReadReceiptRead:
+    ids = await channel_actions.do_mark_read_by_visitor(uow, claims=claims, up_to_message_id=body.up_to_message_id)
+    await uow.commit()
+    return ReadReceiptRead(message_ids=ids)
 
 
 @router.get("/events", response_model=WidgetEvents,
