@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -30,7 +31,7 @@ STATIC = Path(__file__).with_name("static")
 
 
 async def _housekeeping(runtime: Runtime) -> None:
-    """Prune expired idempotency records and identity nonces now and then."""
+    """Prune expired idempotency records, identity nonces and old published events now and then."""
     from kefu.channels import actions as channel_actions
 
     while True:
@@ -38,6 +39,7 @@ async def _housekeeping(runtime: Runtime) -> None:
         try:
             await prune_expired(runtime)
             await channel_actions.prune_identity_nonces(runtime.sessionmaker)
+            await runtime.relay.prune(older_than=timedelta(hours=runtime.settings.outbox_retention_hours))
         except Exception:
             log.exception("housekeeping failed")
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = 24 * 3600
     outbox_sweep_seconds: float = 2.0
     outbox_stale_seconds: float = 5.0
+    # Published events older than this are deleted; a client resuming from before that is told to resync.
+    outbox_retention_hours: float = Field(default=72.0, gt=0)
     group_commit_max_batch: int = Field(default=256, ge=1)
     node_id: str | None = None
     log_level: str = "INFO"

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kefu.core.clock import utcnow
@@ -116,6 +116,23 @@ class OutboxRelay:
                 await self.bus.publish(events)
                 total += len(events)
 
+    async def prune(self, *, older_than: timedelta, chunk: int = 5000) -> int:
+        """Delete published events older than ``older_than``; return how many (done in chunks)."""
+        total = 0
+        while True:
+            cutoff = utcnow() - older_than
+            async with self._sessionmaker() as session:
+                # The newest event always stays, so the oldest id left tells resuming clients what is gone.
+                newest = select(func.max(OutboxEvent.id)).scalar_subquery()
+                ids = select(OutboxEvent.id).where(
+                    OutboxEvent.published_at.is_not(None), OutboxEvent.created_at < cutoff,
+                    OutboxEvent.id < newest).limit(chunk)
+                result = await session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
+                await session.commit()
+            total += result.rowcount or 0
+            if not result.rowcount or result.rowcount < chunk:
+                return total
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_seconds)
@@ -126,3 +143,8 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox sweep failed")
+
+
+async def oldest_event_id(session: AsyncSession) -> int | None:
+    """The smallest event id still stored; resuming from before it would skip pruned events."""
+    return await session.scalar(select(func.min(OutboxEvent.id)))

@@ -43,7 +43,7 @@ from kefu.core.i18n import negotiate, translate
 from kefu.core.security import token_hash
 from kefu.events import types as ev
 from kefu.events.models import OutboxEvent
-from kefu.events.outbox import to_event
+from kefu.events.outbox import oldest_event_id, to_event
 from kefu.events.types import VISITOR_VISIBLE
 from kefu.realtime.hub import (
     AGENT,
@@ -254,13 +254,17 @@ class RealtimeSession:
             if resume_from is None:
                 await session.commit()
                 return [], current, 0
-            rows = [] if self.too_far(current, resume_from) else list(
+            oldest = await oldest_event_id(session)
+            expired = oldest is not None and resume_from + 1 < oldest
+            rows = [] if expired or self.too_far(current, resume_from) else list(
                 (await session.scalars(self.replay_query(conn, resume_from).order_by(OutboxEvent.id)
                                        .limit(REPLAY_LIMIT + 1))).all())
             await session.commit()
-        if len(rows) > REPLAY_LIMIT or self.too_far(current, resume_from):
-            # Too much missed: the client reloads its state over REST and continues live from ``current``.
-            frame = {"type": "resync_required", "data": {"last_event_id": current, "reason": "too_many_missed_events"}}
+        if expired or len(rows) > REPLAY_LIMIT or self.too_far(current, resume_from):
+            # Too much missed, or older than the retention: the client reloads its state over REST and
+            # continues live from ``current``.
+            reason = "events_expired" if expired else "too_many_missed_events"
+            frame = {"type": "resync_required", "data": {"last_event_id": current, "reason": reason}}
             return [dumps(frame)], current, 0
         frames: list[str] = []
         last = resume_from
