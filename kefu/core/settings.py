@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     fault_crash_after_commit: bool = False
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> "Settings":
+    def _refuse_default_secret(self) -> Settings:
         if self.environment == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 32):
             raise ValueError("KEFU_SECRET_KEY must be set to a random value of at least 32 characters in production")
         return self

@@ -53,7 +53,7 @@ class DomainEvent:
         }
 
     @classmethod
-    def from_wire(cls, raw: dict[str, Any]) -> "DomainEvent":
+    def from_wire(cls, raw: dict[str, Any]) -> DomainEvent:
         return cls(
             id=int(raw["id"]),
             type=raw["type"],

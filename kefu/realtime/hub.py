@@ -52,7 +52,7 @@ class Connection:
     __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "token_hash", "limit",
                  "acked", "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer", "_hub", "_close_task")
 
-    def __init__(self, hub: "Hub", websocket: WebSocket, *, kind: str, tenant_id: str, subject_id: str,
+    def __init__(self, hub: Hub, websocket: WebSocket, *, kind: str, tenant_id: str, subject_id: str,
                  contact_id: str | None = None, inbox_id: str | None = None, token_hash: str | None = None) -> None:
         self._hub = hub
         self.websocket = websocket
@@ -156,7 +156,7 @@ class Connection:
 class Hub:
     """Registry of this node's connections by tenant (agents) and by contact (visitors)."""
 
-    def __init__(self, runtime: "Runtime", metrics: "Metrics") -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics) -> None:
         self.runtime = runtime
         self.metrics = metrics
         self.queue_limits = dict(DEFAULT_QUEUE_LIMITS)

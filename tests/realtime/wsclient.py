@@ -27,7 +27,7 @@ class WSClient:
         self._unclaimed: list[Frame] = []  # received while waiting for something else
 
     @classmethod
-    async def open(cls, url: str, *, lang: str | None = None) -> "WSClient":
+    async def open(cls, url: str, *, lang: str | None = None) -> WSClient:
         headers = {"Accept-Language": lang} if lang else None
         return cls(await connect(url, additional_headers=headers, open_timeout=10, max_size=2**22))
 
@@ -72,7 +72,7 @@ class WSClient:
         while True:
             try:
                 frames.append(await self.recv(seconds))
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 return frames
 
     async def sync(self) -> list[Frame]:
