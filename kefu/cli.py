@@ -178,7 +178,8 @@ def serve(
 
         _print_demo(asyncio.run(_with_runtime(settings, do_seed)), settings)
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level.lower(), ws="websockets-sansio", access_log=False)
+                log_level=settings.log_level.lower(), ws="websockets-sansio", access_log=False,
+                proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kefu.core.i18n import negotiate
+from kefu.core.i18n import negotiate, translate
 from kefu.core.ids import new_id
 from kefu.core.logging import request_id_var
 from kefu.core.metrics import Metrics
@@ -86,11 +86,14 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         lang = negotiate(headers.get(b"accept-language", b"").decode("latin-1") or None)
-        from kefu.core.i18n import translate
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            return await _send_error(send, 422, "validation_error", translate("validation_error", lang))
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
 
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -117,6 +120,9 @@ class BodyLimitMiddleware:
                 body.decode("utf-8")
             except UnicodeDecodeError:
                 return await _send_error(send, 400, "invalid_encoding", translate("invalid_encoding", lang))
+            if b"\\u0000" in body or b"\x00" in body:
+                # NUL is never meaningful in our text fields, and PostgreSQL refuses it in text columns.
+                return await _send_error(send, 422, "validation_error", translate("validation_error", lang))
         sent = False
 
         async def replay() -> Message:

@@ -12,7 +12,7 @@ from kefu.audit import actions as audit_actions
 from kefu.audit import schemas as audit_events
 from kefu.auth import service as auth_service
 from kefu.auth.models import ApiKey, AuthSession, LoginFailure, User
-from kefu.auth.policies import ALL_SCOPES, ROLES, unknown_scopes
+from kefu.auth.policies import ALL_SCOPES, ROLE_SCOPES, ROLES, unknown_scopes
 from kefu.auth.schemas import Principal
 from kefu.core.clock import utcnow
 from kefu.core.errors import Conflict, Forbidden, PreconditionFailed, RateLimited, Unauthenticated, ValidationFailed
@@ -35,9 +35,14 @@ def _check_password_rules(password: str) -> None:
         raise ValidationFailed("password_too_short", details={"min_length": MIN_PASSWORD}, min_length=MIN_PASSWORD)
 
 
-def _check_role(role: str) -> None:
+def _check_role(role: str, actor: Principal | None = None) -> None:
+    """A known role, and one that grants nothing the caller lacks (a narrow key cannot mint an admin)."""
     if role not in ROLES:
         raise ValidationFailed("validation_error", details={"field": "role", "allowed": list(ROLES)})
+    if actor is not None:
+        beyond = sorted(ROLE_SCOPES[role] - actor.granted)
+        if beyond:
+            raise Forbidden("insufficient_scope", details={"scopes": beyond}, scope=", ".join(beyond))
 
 
 async def do_create_user(
@@ -54,7 +59,7 @@ async def do_create_user(
 ) -> User:
     """Create an active user with an argon2id password hash; ``actor`` None means the system (CLI, seeding)."""
     _check_password_rules(password)
-    _check_role(role)
+    _check_role(role, actor)
     email = normalise_email(email)
     # Emails are unique across tenants (login needs nothing else), so this check is global.
     if (await uow.session.scalars(select(User.id).where(User.email == email))).first() is not None:
@@ -206,7 +211,7 @@ async def do_update_user(
     signs the user out everywhere.
     """
     if role is not None:
-        _check_role(role)
+        _check_role(role, actor)
     demotes = (role is not None and role != "admin") or is_active is False
     admins = await _lock_active_admins(uow, tenant_id=user.tenant_id) if demotes else []
     # Reload under a row lock: the version compared and bumped below must be the committed one.

@@ -26,7 +26,7 @@ from kefu.conversations import service as conversation_service
 from kefu.conversations.actions import MessagePost, PostOutcome
 from kefu.conversations.schemas import MessageRead
 from kefu.core.clock import isoformat, utcnow
-from kefu.core.errors import DomainError, Forbidden, NotFound, PreconditionFailed, Unauthenticated
+from kefu.core.errors import DomainError, Forbidden, NotFound, PreconditionFailed, Unauthenticated, ValidationFailed
 from kefu.core.ids import new_id
 from kefu.core.settings import Settings
 from kefu.events.uow import UnitOfWork
@@ -205,6 +205,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         inbox = inboxes.get(item.claims.inbox_id)
         if inbox is None or not inbox.is_active or inbox.tenant_id != item.claims.tenant_id:
             outcomes[index] = NotFound("inbox_not_found")
+        elif not item.body.strip() and not item.attachments:
+            outcomes[index] = ValidationFailed("empty_message")  # refused before it can open a conversation
         else:
             accepted.append(index)
     # First messages: resolve their contacts (a token may predate a merge) in bulk, then start conversations.

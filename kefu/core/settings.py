@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
+    # Load balancers whose X-Forwarded-For is believed (client addresses drive login rate limits and audit).
+    trusted_proxies: str = "127.0.0.1"
     default_locale: Literal["zh", "en"] = "en"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     session_ttl_seconds: int = Field(default=12 * 3600, ge=60)

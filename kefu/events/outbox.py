@@ -113,7 +113,15 @@ class OutboxRelay:
                 await session.commit()
             if events:
                 log.info("recovered unpublished events", extra={"count": len(events)})
-                await self.bus.publish(events)
+                try:
+                    await self.bus.publish(events)
+                except Exception:
+                    # Claimed but not delivered (the bus is down): release the claim for the next sweep.
+                    async with self._sessionmaker() as session:
+                        await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([e.id for e in events]))
+                                              .values(published_at=None))
+                        await session.commit()
+                    raise
                 total += len(events)
 
     async def prune(self, *, older_than: timedelta, chunk: int = 5000) -> int:

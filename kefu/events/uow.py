@@ -9,6 +9,7 @@ returned ids are the event ids), which costs far less than one ORM object per ev
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -19,6 +20,8 @@ from kefu.core.clock import utcnow
 from kefu.events.models import OutboxEvent
 from kefu.events.outbox import OutboxRelay
 from kefu.events.types import DomainEvent
+
+log = logging.getLogger("kefu.events.uow")
 
 
 class UnitOfWork:
@@ -64,7 +67,12 @@ class UnitOfWork:
         if self._crash_after_commit and events:
             os._exit(70)  # test-only fault injection: die between commit and publish
         if self._relay is not None:
-            await self._relay.publish_committed(events)
+            try:
+                await self._relay.publish_committed(events)
+            except Exception:
+                # The change is committed: the caller succeeded. The rows stay unmarked and the relay's
+                # sweeper publishes them once the bus is back (at least once, as promised).
+                log.exception("publishing committed events failed; the outbox sweeper will retry")
         return events
 
     async def rollback(self) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -84,10 +85,13 @@ def _invalid(field: str) -> FrameError:
     return FrameError("validation_error", details={"field": field})
 
 
+MAX_EVENT_ID = 2**62  # ids are 64-bit in the database; anything larger is not an id of ours
+
+
 def _event_id(value: Any, field: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EVENT_ID:
         raise _invalid(field)
     return value
 
@@ -219,7 +223,7 @@ class RealtimeSession:
             registered["id"] = frame_id
         prefix.append(dumps(registered))
         conn.start(prefix, replayed)
-        expires_at = getattr(getattr(self, "principal", None), "expires_at", None)
+        expires_at = self.credential_expires_at()
         if expires_at is not None:
             # The session or key ends on its own: the socket ends with it (revocations arrive as events).
             delay = max(0.0, (expires_at - utcnow()).total_seconds())
@@ -235,7 +239,7 @@ class RealtimeSession:
         raw = self.websocket.query_params.get("resume_from")
         if raw is None or raw in ("", "null"):
             return None
-        return int(raw) if raw.isdigit() else raw  # a non-number is reported by _event_id
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else raw  # a non-number is reported by _event_id
 
     def _parse(self, raw: str | bytes) -> dict[str, Any]:
         try:
@@ -360,6 +364,10 @@ class RealtimeSession:
     async def authenticate(self, token: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def credential_expires_at(self) -> datetime | None:
+        """When the credential this socket registered with stops working (the socket closes then)."""
+        return None
+
     def registered_data(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -398,6 +406,9 @@ class AgentSession(RealtimeSession):
             self.lang = principal.locale if principal.locale in ("zh", "en") else self.lang
         return {"kind": AGENT, "tenant_id": principal.tenant_id, "subject_id": principal.id,
                 "token_hash": token_hash(token)}
+
+    def credential_expires_at(self) -> datetime | None:
+        return self.principal.expires_at
 
     def registered_data(self) -> dict[str, Any]:
         return {"user_id": self.principal.user_id, "principal_id": self.principal.id,
@@ -439,6 +450,9 @@ class VisitorSession(RealtimeSession):
     @property
     def invalid_token_code(self) -> str:
         return "invalid_visitor_token"
+
+    def credential_expires_at(self) -> datetime | None:
+        return datetime.fromtimestamp(self.claims.expires_at, UTC)
 
     async def authenticate(self, token: str) -> dict[str, Any]:
         claims = self.claims = visitor_tokens.verify(self.runtime.settings.secret_key, token)

@@ -96,3 +96,11 @@ async def test_immediate_retry_never_sees_a_pending_record(http: httpx.AsyncClie
         again = await http.post("/api/v1/auth/login", json=body, headers={"Idempotency-Key": key})
         assert again.status_code == 200, again.text
         assert again.json()["token"] == first.json()["token"]
+
+
+async def test_nul_bytes_are_refused_not_stored(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
+    r = await http.post("/api/v1/auth/login", content=b'{"email": "a\\u0000@b.c", "password": "x"}',
+                        headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+    q = await http.get("/api/v1/conversations", params={"status": "open\x00"}, headers=tenant.agent.headers)
+    assert q.status_code == 422

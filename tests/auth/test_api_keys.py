@@ -103,3 +103,22 @@ async def test_an_expired_key_is_refused(http: httpx.AsyncClient, tenant: Tenant
     await asyncio.sleep((expires - utcnow()).total_seconds() + 0.2)
     r = await http.get("/api/v1/users", headers=bearer(key["token"]))
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"
+
+
+async def test_a_narrow_key_cannot_create_or_promote_an_admin(http, tenant) -> None:  # type: ignore[no-untyped-def]
+    key = await http.post("/api/v1/api-keys", headers=tenant.admin.headers,
+                          json={"name": "hr sync", "scopes": ["users:read", "users:write"]})
+    headers = {"Authorization": f"Bearer {key.json()['token']}"}
+    made = await http.post("/api/v1/users", headers=headers, json={
+        "email": f"boss-{key.json()['id'][-6:]}@example.test", "display_name": "Boss", "role": "admin",
+        "password": "long-enough-password"})
+    assert made.status_code == 403 and made.json()["error"]["code"] == "insufficient_scope"
+    promote = await http.patch(f"/api/v1/users/{tenant.agent.id}", headers=headers, json={"role": "admin"})
+    assert promote.status_code == 403
+    # Even an agent grants conversation and contact scopes this key does not hold.
+    agent = await http.post("/api/v1/users", headers=headers, json={
+        "email": f"agent-{key.json()['id'][-6:]}@example.test", "display_name": "New agent", "role": "agent",
+        "password": "long-enough-password"})
+    assert agent.status_code == 403
+    user = (await http.get(f"/api/v1/users/{tenant.agent.id}", headers=tenant.admin.headers)).json()
+    assert user["role"] == "agent"

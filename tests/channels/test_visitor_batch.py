@@ -62,3 +62,27 @@ async def test_a_mixed_batch_gives_each_item_its_own_outcome(db_url: str) -> Non
             assert sorted(events) == ["conversation.created"] * 2 + ["message.created"] * 3
     finally:
         await runtime.engine.dispose()
+
+
+async def test_a_refused_first_message_opens_no_conversation(db_url: str) -> None:
+    runtime = build_runtime(make_settings(db_url))
+    try:
+        uow = runtime.unit_of_work()
+        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"e-{uuid.uuid4().hex[:10]}",
+                                                                              name="empty"))
+        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        session = await channel_actions.do_start_widget_session(
+            uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="en")
+        await uow.commit()
+        await uow.session.close()
+        claims = visitor_tokens.verify(runtime.settings.secret_key, session.visitor_token)
+        [outcome] = await runtime.committer.run_batched_many(
+            channel_actions.do_post_visitor_messages,
+            [channel_actions.VisitorPost(claims=claims, body="  ", client_message_id="e1")])
+        assert isinstance(outcome, ValidationFailed)
+        async with runtime.sessionmaker() as db:
+            opened = await db.scalar(select(func.count()).select_from(Conversation).where(
+                Conversation.contact_id == claims.contact_id))
+        assert opened == 0
+    finally:
+        await runtime.engine.dispose()

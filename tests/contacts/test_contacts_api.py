@@ -206,3 +206,14 @@ async def test_unknown_ids_answer_not_found(http: httpx.AsyncClient, tenant: Ten
         assert response.status_code == 404 and response.json()["error"]["code"] == "contact_not_found"
     merge = await http.post(f"/api/v1/contact-merges/cmg_{uuid.uuid4().hex}/revert", headers=tenant.agent.headers)
     assert merge.status_code == 404 and merge.json()["error"]["code"] == "merge_not_found"
+
+
+async def test_export_needs_conversation_access_too(http, tenant) -> None:  # type: ignore[no-untyped-def]
+    contact = (await http.post("/api/v1/contacts", headers=tenant.admin.headers, json={"name": "王小明"})).json()
+    key = await http.post("/api/v1/api-keys", headers=tenant.admin.headers,
+                          json={"name": "crm", "scopes": ["contacts:read"]})
+    narrow = {"Authorization": f"Bearer {key.json()['token']}"}
+    assert (await http.get(f"/api/v1/contacts/{contact['id']}", headers=narrow)).status_code == 200
+    export = await http.get(f"/api/v1/contacts/{contact['id']}/export", headers=narrow)
+    assert export.status_code == 403 and export.json()["error"]["code"] == "insufficient_scope"
+    assert (await http.get(f"/api/v1/contacts/{contact['id']}/export", headers=tenant.agent.headers)).status_code == 200

@@ -22,6 +22,7 @@ async def test_agent_and_customer_read_receipts(http: httpx.AsyncClient, tenant:
                            json={"up_to_message_id": second["id"]})
     assert read.status_code == 200 and read.json()["message_ids"] == [first["id"], second["id"]]
     history = {m["id"]: m for m in await widget_history(http, token)}
+    assert all(m["sender_id"] is None for m in history.values())  # agents' ids stay internal
     assert history[first["id"]]["delivery_status"] == history[second["id"]]["delivery_status"] == "read"
     assert history[reply["id"]]["delivery_status"] == "sent"
     events = (await http.get("/api/v1/widget/events", headers=bearer(token), params={"after": caught_up})).json()

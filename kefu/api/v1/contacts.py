@@ -25,6 +25,7 @@ from kefu.contacts.schemas import (
 from kefu.conversations import service as conversation_service
 from kefu.conversations.schemas import ConversationRead
 from kefu.core.clock import isoformat, utcnow
+from kefu.core.errors import Forbidden
 
 router = APIRouter(tags=["contacts"])
 Reader = Scoped("contacts:read")
@@ -167,6 +168,8 @@ async def revert_merge(merge_id: Annotated[str, Path(max_length=40)], actor: Wri
             summary="Export everything stored about a contact as JSON (audited as contact.exported)",
             responses=error_responses(*AUTH_ERRORS, "contact_not_found"))
 async def export_contact(contact_id: ContactId, actor: Reader, uow: UoWDep, request: Request) -> ContactExport:
+    if not actor.can("conversations:read"):  # the export holds whole transcripts, internal notes included
+        raise Forbidden("insufficient_scope" if actor.kind == "api_key" else "forbidden", scope="conversations:read")
     contact = await contact_service.access_contact(session=uow.session, tenant_id=actor.tenant_id,
                                                    contact_id=contact_id)
     read = (await contact_service.contact_reads(session=uow.session, contacts=[contact]))[0]

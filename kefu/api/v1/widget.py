@@ -108,7 +108,7 @@ async def list_messages(
         rows = await conversation_service.list_contact_messages(
             session=session, tenant_id=claims.tenant_id, contact_id=contact_id, inbox_id=claims.inbox_id,
             after_id=after, before_id=before, limit=limit + 1, include_private=False, newest=True)
-        reads = [conversation_service.message_read(m) for m in rows]
+        reads = [_public(conversation_service.message_read(m)) for m in rows]
     page = message_page(reads, limit, backwards=after is None or before is not None)
     if after is not None:
         page.next_cursor = None  # the widget pages with ids: continue with after=<last id>
@@ -132,7 +132,12 @@ async def post_message(body: WidgetMessageCreate, claims: Visitor, request: Requ
                                     attachments=attachments, locale=locale))
     if not created:
         response.status_code = 200
-    return message
+    return _public(message)
+
+
+def _public(message: MessageRead) -> MessageRead:
+    """What a customer may see of a message: no agent, key or contact ids (as on the widget WebSocket)."""
+    return message.model_copy(update={"sender_id": None})
 
 
 @router.post("/read", response_model=ReadReceiptRead,
