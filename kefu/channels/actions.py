@@ -192,52 +192,37 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     """Append widget customers' messages to their live conversations (opened on a first message).
 
     Set-based for group commit: inboxes and live conversations of every item are read in one query each.
-    A token issued before its contact was merged keeps working: the message joins the merged-into contact.
+    The contact is resolved from the visitor identity, so a token keeps following its visitor through merges
+    and their reverts.
     """
     session = uow.session
     inboxes = {i.id: i for i in await session.scalars(
         select(Inbox).where(Inbox.id.in_({item.claims.inbox_id for item in items})))}
-    live = await conversation_service.live_conversations(
-        session=session, contact_ids={item.claims.contact_id for item in items})
+    contacts = await contact_service.visitor_contacts(
+        session=session, visitors={(item.claims.tenant_id, item.claims.visitor_id) for item in items})
+    live = await conversation_service.live_conversations(session=session, contact_ids=set(contacts.values()))
     outcomes: list[PostOutcome | None] = [None] * len(items)
-    accepted: list[int] = []
-    for index, item in enumerate(items):
-        inbox = inboxes.get(item.claims.inbox_id)
-        if inbox is None or not inbox.is_active or inbox.tenant_id != item.claims.tenant_id:
-            outcomes[index] = NotFound("inbox_not_found")
-        elif not item.body.strip() and not item.attachments:
-            outcomes[index] = ValidationFailed("empty_message")  # refused before it can open a conversation
-        else:
-            accepted.append(index)
-    # First messages: resolve their contacts (a token may predate a merge) in bulk, then start conversations.
-    first = [i for i in accepted if _live_for(live, items[i].claims) is None]
-    contacts: dict[tuple[str, str], str] = {}
-    for tenant_id in {items[i].claims.tenant_id for i in first}:
-        found = await contact_service.current_contacts(
-            session=session, tenant_id=tenant_id,
-            contact_ids={items[i].claims.contact_id for i in first if items[i].claims.tenant_id == tenant_id})
-        contacts.update({(tenant_id, old_id): contact.id for old_id, contact in found.items()})
-    moved = {cid for (_, old), cid in contacts.items() if cid != old}
-    if moved:  # contacts merged since their token was issued: they may already have a live conversation
-        live.update(await conversation_service.live_conversations(session=session, contact_ids=moved))
     posts: list[MessagePost] = []
     slots: list[int] = []
-    for index in accepted:
-        claims = items[index].claims
-        conversation = _live_for(live, claims)
-        if conversation is None:
-            contact_id = contacts.get((claims.tenant_id, claims.contact_id))
-            if contact_id is None:
-                outcomes[index] = Unauthenticated("invalid_visitor_token")
-                continue
-            conversation = live.get((claims.inbox_id, contact_id))
-            if conversation is None or conversation.tenant_id != claims.tenant_id:
-                conversation = conversation_actions.do_start_conversation(
-                    uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
-                    channel="webchat", locale=items[index].locale)
-                live[(claims.inbox_id, contact_id)] = conversation
-            live[(claims.inbox_id, claims.contact_id)] = conversation
-        item = items[index]
+    for index, item in enumerate(items):
+        claims = item.claims
+        inbox = inboxes.get(claims.inbox_id)
+        contact_id = contacts.get((claims.tenant_id, claims.visitor_id))
+        if inbox is None or not inbox.is_active or inbox.tenant_id != claims.tenant_id:
+            outcomes[index] = NotFound("inbox_not_found")
+            continue
+        if contact_id is None:
+            outcomes[index] = Unauthenticated("invalid_visitor_token")
+            continue
+        if not item.body.strip() and not item.attachments:
+            outcomes[index] = ValidationFailed("empty_message")  # refused before it can open a conversation
+            continue
+        conversation = live.get((claims.inbox_id, contact_id))
+        if conversation is None or conversation.tenant_id != claims.tenant_id:
+            conversation = conversation_actions.do_start_conversation(
+                uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
+                channel="webchat", locale=item.locale)
+            live[(claims.inbox_id, contact_id)] = conversation
         posts.append(MessagePost(conversation=conversation, sender_kind="customer",
                                  sender_id=conversation.contact_id, body=item.body, attachments=item.attachments,
                                  client_message_id=item.client_message_id))
@@ -245,11 +230,6 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     for index, outcome in zip(slots, await conversation_actions.do_post_messages(uow, posts), strict=True):
         outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]
-
-
-def _live_for(live: dict[tuple[str, str], Any], claims: VisitorClaims) -> Any:
-    conversation = live.get((claims.inbox_id, claims.contact_id))
-    return conversation if conversation is not None and conversation.tenant_id == claims.tenant_id else None
 
 
 async def do_post_visitor_message(
@@ -275,11 +255,11 @@ async def do_mark_read_by_visitor(uow: UnitOfWork, *, claims: VisitorClaims, up_
     session = uow.session
     message = await conversation_service.access_message(session=session, tenant_id=claims.tenant_id,
                                                         message_id=up_to_message_id)
-    contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
-                                                    contact_id=claims.contact_id)
+    contact_id = (await contact_service.visitor_contacts(
+        session=session, visitors={(claims.tenant_id, claims.visitor_id)})).get((claims.tenant_id, claims.visitor_id))
     conversation = await conversation_service.access_conversation(
         session=session, tenant_id=claims.tenant_id, conversation_id=message.conversation_id)
-    if contact is None or conversation.contact_id != contact.id or conversation.inbox_id != claims.inbox_id \
+    if contact_id is None or conversation.contact_id != contact_id or conversation.inbox_id != claims.inbox_id \
             or message.private:
         raise NotFound("message_not_found")
     return await conversation_actions.do_mark_read(uow, conversation=conversation, reader_kind="customer",

@@ -61,6 +61,26 @@ async def current_contacts(*, session: AsyncSession, tenant_id: str, contact_ids
     return resolved
 
 
+async def visitor_contacts(*, session: AsyncSession, visitors: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Map (tenant id, visitor id) to the contact holding that visitor's timeline now.
+
+    Resolved through the visitor identity on every call, not from the contact a token once named: after a
+    merge is reverted, the identity (and so the visitor) goes back to its own contact.
+    """
+    if not visitors:
+        return {}
+    rows = await session.scalars(select(ContactIdentity).where(
+        ContactIdentity.kind == "visitor", ContactIdentity.value.in_({visitor for _, visitor in visitors})))
+    owners = {(r.tenant_id, r.value): r.contact_id for r in rows if (r.tenant_id, r.value) in visitors}
+    resolved: dict[tuple[str, str], str] = {}
+    for tenant_id in {tenant for tenant, _ in owners}:
+        current = await current_contacts(session=session, tenant_id=tenant_id,
+                                         contact_ids={cid for (t, _), cid in owners.items() if t == tenant_id})
+        resolved.update({key: current[cid].id for key, cid in owners.items()
+                         if key[0] == tenant_id and cid in current})
+    return resolved
+
+
 async def find_identity(*, session: AsyncSession, tenant_id: str, kind: str, value: str) -> ContactIdentity | None:
     return (
         await session.scalars(

@@ -456,16 +456,16 @@ class VisitorSession(RealtimeSession):
 
     async def authenticate(self, token: str) -> dict[str, Any]:
         claims = self.claims = visitor_tokens.verify(self.runtime.settings.secret_key, token)
-        # A token may predate a contact merge: listen on the contact that holds the timeline now.
+        # Listen on the contact that holds this visitor's timeline now (merges move it; reverts move it back).
+        key = (claims.tenant_id, claims.visitor_id)
         async with self.runtime.sessionmaker() as session:
-            contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
-                                                            contact_id=claims.contact_id)
+            contact_id = (await contact_service.visitor_contacts(session=session, visitors={key})).get(key)
             await session.commit()
-        if contact is None:
+        if contact_id is None:
             raise Unauthenticated("invalid_visitor_token")
-        self.contact_id = contact.id
+        self.contact_id = contact_id
         return {"kind": VISITOR, "tenant_id": claims.tenant_id, "subject_id": claims.visitor_id,
-                "contact_id": contact.id, "inbox_id": claims.inbox_id}
+                "contact_id": contact_id, "inbox_id": claims.inbox_id}
 
     def registered_data(self) -> dict[str, Any]:
         return {"contact_id": self.contact_id, "visitor_id": self.claims.visitor_id}

@@ -20,7 +20,14 @@ import orjson
 from starlette.websockets import WebSocket
 
 from kefu.channels.policies import visitor_view
-from kefu.events.types import CREDENTIALS_REVOKED, INTERNAL, VISITOR_VISIBLE, DomainEvent
+from kefu.events.types import (
+    CONTACT_MERGED,
+    CONTACT_UNMERGED,
+    CREDENTIALS_REVOKED,
+    INTERNAL,
+    VISITOR_VISIBLE,
+    DomainEvent,
+)
 
 if TYPE_CHECKING:
     from kefu.core.metrics import Metrics
@@ -33,6 +40,7 @@ CLOSE_SERVICE_RESTART = 1012  # the node is shutting down: reconnect (to any nod
 CLOSE_UNAUTHORIZED = 4401  # not registered, bad frame before register, or invalid token: re-authenticate
 CLOSE_FORBIDDEN = 4403  # authenticated but not allowed to receive events
 CLOSE_REGISTER_TIMEOUT = 4408  # no register frame in time
+CLOSE_CONTACT_CHANGED = 4409  # a merge or its revert moved this visitor's timeline: reconnect and resume
 CLOSE_SLOW_CONSUMER = 4429  # the client read too slowly and its queue overflowed: reconnect and resume
 
 AGENT = "agent"
@@ -198,6 +206,8 @@ class Hub:
     def dispatch(self, event: DomainEvent) -> None:
         """Queue ``event`` for every connection allowed to see it; never blocks."""
         agents = self._agents.get(event.tenant_id)
+        if event.type in (CONTACT_MERGED, CONTACT_UNMERGED):
+            self._refile_visitors(event)
         if event.type in INTERNAL:
             if event.type == CREDENTIALS_REVOKED and agents:
                 self._close_revoked(list(agents), event.data)
@@ -219,6 +229,15 @@ class Hub:
         for conn in visitors:
             if inbox_id is None or conn.inbox_id == inbox_id:
                 conn.offer(event.id, text)
+
+    def _refile_visitors(self, event: DomainEvent) -> None:
+        """Visitors of both contacts of a merge reconnect, so each is filed under the contact it belongs to now."""
+        merge = event.data.get("merge") if isinstance(event.data, dict) else None
+        if not isinstance(merge, dict):
+            return
+        for contact_id in (merge.get("source_contact_id"), merge.get("target_contact_id")):
+            for conn in list(self._visitors.get((event.tenant_id, contact_id or ""), ())):
+                conn.close_soon(CLOSE_CONTACT_CHANGED, "contact_changed")
 
     @staticmethod
     def _close_revoked(agents: list[Connection], data: dict[str, Any]) -> None:

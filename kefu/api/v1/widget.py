@@ -58,13 +58,13 @@ def _locale(request: Request, runtime: Runtime) -> str:
 
 
 async def _contact_id(runtime: Runtime, claims: VisitorClaims) -> str:
-    """The contact holding this visitor's timeline now (a token may predate a merge)."""
+    """The contact holding this visitor's timeline now (through the visitor identity, across merges)."""
+    key = (claims.tenant_id, claims.visitor_id)
     async with runtime.sessionmaker() as session:
-        contact = await contact_service.current_contact(session=session, tenant_id=claims.tenant_id,
-                                                        contact_id=claims.contact_id)
-    if contact is None:
+        contact_id = (await contact_service.visitor_contacts(session=session, visitors={key})).get(key)
+    if contact_id is None:
         raise Unauthenticated("invalid_visitor_token")
-    return contact.id
+    return contact_id
 
 
 @router.post("/sessions", status_code=201, response_model=WidgetSessionRead,
