@@ -46,8 +46,29 @@ async def do_resolve_contact(
     """Return the contact that owns any of ``identities`` (kind, value, verified), creating it if none does.
 
     Identities not yet known are attached to the chosen contact, so the next message from any of them
-    joins the same timeline.
+    joins the same timeline. Two requests racing on a new identity (two tabs, two nodes) cannot both
+    insert it: the loser's savepoint rolls back and it resolves again, now finding the winner's contact.
     """
+    for attempt in range(3):
+        try:
+            async with uow.session.begin_nested():
+                return await _resolve_contact_once(uow, tenant_id=tenant_id, identities=identities, name=name,
+                                                   email=email, phone=phone)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _resolve_contact_once(
+    uow: UnitOfWork,
+    *,
+    tenant_id: str,
+    identities: Sequence[tuple[str, str, bool]],
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+) -> Contact:
     session = uow.session
     now = utcnow()
     wanted = [(k, normalise_identity(k, v), verified) for k, v, verified in identities if v and v.strip()]

@@ -86,3 +86,37 @@ async def test_a_refused_first_message_opens_no_conversation(db_url: str) -> Non
         assert opened == 0
     finally:
         await runtime.engine.dispose()
+
+
+async def test_concurrent_first_sessions_of_one_customer_make_one_contact(db_url: str) -> None:
+    """Two tabs (or two nodes) of a new signed-in customer at once: no error, one contact."""
+    import asyncio
+
+    from kefu.channels.identity import hmac_sha256_hex
+
+    runtime = build_runtime(make_settings(db_url))
+    try:
+        uow = runtime.unit_of_work()
+        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"r-{uuid.uuid4().hex[:10]}",
+                                                                              name="race"))
+        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        await uow.commit()
+        await uow.session.close()
+        customer = f"cust-{uuid.uuid4().hex[:8]}"
+        data = WidgetSessionCreate(inbox_id=inbox.id, external_id=customer,
+                                   identity_hash=hmac_sha256_hex(inbox.identity_secret, customer))
+
+        async def start() -> str:
+            uow = runtime.unit_of_work()
+            try:
+                started = await channel_actions.do_start_widget_session(uow, settings=runtime.settings, data=data,
+                                                                         locale="en")
+                await uow.commit()
+                return started.contact_id
+            finally:
+                await uow.session.close()
+
+        contact_ids = await asyncio.gather(*(start() for _ in range(6)))
+        assert len(set(contact_ids)) == 1
+    finally:
+        await runtime.engine.dispose()
