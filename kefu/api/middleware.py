@@ -78,6 +78,30 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def _contains_nul(body: bytes) -> bool:
+    """True if any JSON string holds a NUL; the cheap substring test only says where to look closer."""
+    if b"\x00" in body:
+        return True
+    if b"\\u0000" not in body:
+        return False
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False  # malformed JSON gets its own error later
+    stack = [parsed]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 class BodyLimitMiddleware:
     """Rejects bodies over the configured size (413) and JSON bodies that are not UTF-8 (400), before routing."""
 
@@ -120,7 +144,7 @@ class BodyLimitMiddleware:
                 body.decode("utf-8")
             except UnicodeDecodeError:
                 return await _send_error(send, 400, "invalid_encoding", translate("invalid_encoding", lang))
-            if b"\\u0000" in body or b"\x00" in body:
+            if _contains_nul(body):
                 # NUL is never meaningful in our text fields, and PostgreSQL refuses it in text columns.
                 return await _send_error(send, 422, "validation_error", translate("validation_error", lang))
         sent = False

@@ -104,3 +104,10 @@ async def test_nul_bytes_are_refused_not_stored(http: httpx.AsyncClient, tenant:
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
     q = await http.get("/api/v1/conversations", params={"status": "open\x00"}, headers=tenant.agent.headers)
     assert q.status_code == 422
+
+
+async def test_a_backslash_u0000_written_as_text_is_fine(http: httpx.AsyncClient) -> None:
+    # The characters \u0000 typed by a user arrive escaped (\\u0000): they are text, not a NUL.
+    r = await http.post("/api/v1/auth/login", content=b'{"email": "a\\\\u0000@b.c", "password": "x"}',
+                        headers={"Content-Type": "application/json"})
+    assert r.status_code == 401
