@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from kefu.conversations.schemas import _Read
+from kefu.core.schemas import ReadModel
 
 ActorType = Literal["user", "api_key", "system", "visitor"]
 ChainFault = Literal["hash_mismatch", "seq_gap", "prev_hash_mismatch"]
@@ -26,7 +26,7 @@ API_KEY_CREATED = "api_key.created"
 API_KEY_REVOKED = "api_key.revoked"
 
 
-class AuditEntryRead(_Read):
+class AuditEntryRead(ReadModel):
     """One entry; ``hash`` and ``prev_hash`` let an outside party anchor and re-check the chain."""
 
     id: int
@@ -47,11 +47,6 @@ class AuditEntryRead(_Read):
         "actor_id": "usr_01jgx3v7k2m4n5p6q7r8s9t0vw", "action": "user.role_changed", "target_type": "user",
         "target_id": "usr_01jgx3w1a2b3c4d5e6f7g8h9jk", "ip": "203.0.113.7",
         "details": {"from": "agent", "to": "supervisor"}, "prev_hash": "9f2c…", "hash": "4b1e…"}]})
-
-
-class AuditEntryPage(BaseModel):
-    data: list[AuditEntryRead]
-    next_cursor: str | None = None
 
 
 class ChainReport(BaseModel):

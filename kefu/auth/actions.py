@@ -15,7 +15,14 @@ from kefu.auth.models import ApiKey, AuthSession, LoginFailure, User
 from kefu.auth.policies import ALL_SCOPES, ROLE_SCOPES, ROLES, unknown_scopes
 from kefu.auth.schemas import Principal
 from kefu.core.clock import utcnow
-from kefu.core.errors import Conflict, Forbidden, PreconditionFailed, RateLimited, Unauthenticated, ValidationFailed
+from kefu.core.errors import (
+    Conflict,
+    Forbidden,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+    check_version,
+)
 from kefu.core.ids import new_id
 from kefu.core.security import hash_password, needs_rehash, new_token, token_hash, verify_password
 from kefu.core.settings import Settings
@@ -187,12 +194,6 @@ async def _lock_active_admins(uow: UnitOfWork, *, tenant_id: str) -> list[str]:
     )
 
 
-def _check_version(user: User, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != user.version:
-        raise PreconditionFailed("version_conflict", details={"current_version": user.version},
-                                 current_version=user.version)
-
-
 async def do_update_user(
     uow: UnitOfWork,
     *,
@@ -216,7 +217,7 @@ async def do_update_user(
     admins = await _lock_active_admins(uow, tenant_id=user.tenant_id) if demotes else []
     # Reload under a row lock: the version compared and bumped below must be the committed one.
     await uow.session.refresh(user, with_for_update=True)
-    _check_version(user, expected_version)
+    check_version(user.version, expected_version)
     # If the user became an admin after ``admins`` was read, other admins exist, so the check still holds.
     if demotes and user.id in admins and len(admins) <= 1:
         raise Conflict("last_admin")

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kefu.auth.policies import ROLE_SCOPES
-from kefu.conversations.schemas import _Read
+from kefu.core.schemas import ReadModel
 
 Role = Literal["admin", "supervisor", "agent"]
 Locale = Literal["zh", "en"]
@@ -99,7 +99,7 @@ class UserUpdate(BaseModel):
                                                               {"display_name": "小美 (夜班)", "locale": "en"}]})
 
 
-class UserRead(_Read):
+class UserRead(ReadModel):
     id: str
     email: str
     display_name: str
@@ -109,11 +109,6 @@ class UserRead(_Read):
     version: int
     created_at: datetime
     updated_at: datetime
-
-
-class UserPage(BaseModel):
-    data: list[UserRead]
-    next_cursor: str | None = None
 
 
 class MeRead(UserRead):
@@ -147,7 +142,7 @@ class ApiKeyCreate(BaseModel):
         "expires_at": "2027-01-01T00:00:00Z"}]})
 
 
-class ApiKeyRead(_Read):
+class ApiKeyRead(ReadModel):
     id: str
     name: str
     scopes: list[str]
@@ -160,8 +155,3 @@ class ApiKeyRead(_Read):
 
 class ApiKeyCreated(ApiKeyRead):
     token: str = Field(description="The full key `kefu_<id>_<secret>`; shown only in this response")
-
-
-class ApiKeyPage(BaseModel):
-    data: list[ApiKeyRead]
-    next_cursor: str | None = None

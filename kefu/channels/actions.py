@@ -26,7 +26,14 @@ from kefu.conversations import service as conversation_service
 from kefu.conversations.actions import MessagePost, PostOutcome
 from kefu.conversations.schemas import MessageRead
 from kefu.core.clock import isoformat, utcnow
-from kefu.core.errors import DomainError, Forbidden, NotFound, PreconditionFailed, Unauthenticated, ValidationFailed
+from kefu.core.errors import (
+    DomainError,
+    Forbidden,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+    check_version,
+)
 from kefu.core.ids import new_id
 from kefu.core.settings import Settings
 from kefu.events.uow import UnitOfWork
@@ -50,8 +57,7 @@ async def do_create_inbox(uow: UnitOfWork, *, tenant_id: str, data: InboxCreate)
 async def do_update_inbox(
     uow: UnitOfWork, *, inbox: Inbox, data: InboxUpdate, expected_version: int | None = None
 ) -> Inbox:
-    if expected_version is not None and expected_version != inbox.version:
-        raise PreconditionFailed(details={"current_version": inbox.version}, current_version=inbox.version)
+    check_version(inbox.version, expected_version)
     for field in ("name", "require_identity", "is_active"):
         value = getattr(data, field)
         if value is not None:

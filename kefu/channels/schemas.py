@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kefu.conversations.schemas import Attachment, _Read
+from kefu.conversations.schemas import Attachment
+from kefu.core.schemas import ReadModel
 
 
 class InboxSettings(BaseModel):
@@ -42,7 +43,7 @@ class InboxUpdate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"require_identity": True}]})
 
 
-class InboxRead(_Read):
+class InboxRead(ReadModel):
     id: str
     name: str
     channel_type: str

@@ -18,7 +18,7 @@ from kefu.contacts.policies import normalise_identity
 from kefu.contacts.schemas import ContactCreate, ContactUpdate, IdentityIn
 from kefu.conversations import actions as conversation_actions
 from kefu.core.clock import utcnow
-from kefu.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from kefu.core.errors import Conflict, NotFound, ValidationFailed, check_version
 from kefu.core.ids import new_id
 from kefu.events import types as ev
 from kefu.events.uow import UnitOfWork
@@ -177,8 +177,7 @@ async def do_update_contact(
     uow: UnitOfWork, *, contact: Contact, data: ContactUpdate, expected_version: int | None = None
 ) -> Contact:
     """Change the fields that were sent; ``expected_version`` guards against overwriting someone's edit."""
-    if expected_version is not None and expected_version != contact.version:
-        raise PreconditionFailed(details={"current_version": contact.version}, current_version=contact.version)
+    check_version(contact.version, expected_version)
     changed = False
     for field, value in data.model_dump(exclude_unset=True).items():
         if field in ("vip_level", "attributes") and value is None:

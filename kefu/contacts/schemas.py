@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kefu.conversations.schemas import ConversationRead, MessageRead, _Read
+from kefu.conversations.schemas import ConversationRead, MessageRead
+from kefu.core.schemas import ReadModel
 
 IdentityKind = Literal["visitor", "external", "email", "phone", "wechat_openid", "device", "marketplace_buyer"]
 
@@ -22,7 +23,7 @@ class IdentityIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "email", "value": "xiaoming@example.com"}]})
 
 
-class IdentityRead(_Read):
+class IdentityRead(ReadModel):
     id: str
     kind: str
     value: str
@@ -58,7 +59,7 @@ class ContactUpdate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"vip_level": 3, "attributes": {"city": "杭州"}}]})
 
 
-class ContactRead(_Read):
+class ContactRead(ReadModel):
     id: str
     name: str | None
     email: str | None
@@ -80,7 +81,7 @@ class ContactMergeCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"source_contact_id": "ct_01jd0000000000000000000000"}]})
 
 
-class ContactMergeRead(_Read):
+class ContactMergeRead(ReadModel):
     id: str
     source_contact_id: str
     target_contact_id: str

@@ -22,7 +22,7 @@ from kefu.conversations.models import Conversation, ConversationTag, Message
 from kefu.conversations.schemas import ConversationRead, MessageRead
 from kefu.conversations.service import conversation_read, message_read
 from kefu.core.clock import utcnow
-from kefu.core.errors import Conflict, DomainError, NotFound, PreconditionFailed, ValidationFailed
+from kefu.core.errors import Conflict, DomainError, NotFound, ValidationFailed, check_version
 from kefu.core.i18n import translate
 from kefu.core.ids import new_id
 from kefu.events import types as ev
@@ -279,12 +279,6 @@ async def do_mark_read(
     return ids
 
 
-def _check_version(conversation: Conversation, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != conversation.version:
-        raise PreconditionFailed(details={"current_version": conversation.version},
-                                 current_version=conversation.version)
-
-
 async def _emit_updated(uow: UnitOfWork, conversation: Conversation) -> ConversationRead:
     read = await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
     uow.emit(ev.CONVERSATION_UPDATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
@@ -326,7 +320,7 @@ async def do_change_status(
     default_locale: str = "en",
 ) -> ConversationRead:
     """Resolve, reopen, park or close a conversation (see ``policies.ALLOWED_TRANSITIONS``)."""
-    _check_version(conversation, expected_version)
+    check_version(conversation.version, expected_version)
     if status == conversation.status:
         return await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
     _touch(conversation)
@@ -344,7 +338,7 @@ async def do_update_conversation(
     default_locale: str = "en",
 ) -> ConversationRead:
     """Apply an agent's edit (status, assignee, priority, subject); ``changes`` holds only the fields sent."""
-    _check_version(conversation, expected_version)
+    check_version(conversation.version, expected_version)
     session = uow.session
     changed = False
     if "assignee_id" in changes and changes["assignee_id"] != conversation.assignee_id:

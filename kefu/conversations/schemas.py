@@ -5,21 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
-from kefu.core.clock import isoformat
+from kefu.core.schemas import ReadModel
 
 ConversationStatus = Literal["open", "pending", "resolved", "closed"]
 OwnerKind = Literal["bot", "queue", "agent"]
 SenderKind = Literal["customer", "agent", "bot", "system"]
-
-
-class _Read(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    @field_serializer("*", when_used="json")
-    def _ts(self, value: Any) -> Any:
-        return isoformat(value) if isinstance(value, datetime) else value
 
 
 class Attachment(BaseModel):
@@ -45,7 +37,7 @@ class MessageCreate(MessageBase):
     model_config = ConfigDict(json_schema_extra={"examples": [{"body": "您好，您的包裹已发出。", "client_message_id": "c-1"}]})
 
 
-class MessageRead(_Read):
+class MessageRead(ReadModel):
     id: str
     conversation_id: str
     sender_kind: SenderKind
@@ -59,7 +51,7 @@ class MessageRead(_Read):
     created_at: datetime
 
 
-class ConversationRead(_Read):
+class ConversationRead(ReadModel):
     id: str
     inbox_id: str
     contact_id: str

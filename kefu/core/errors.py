@@ -60,3 +60,9 @@ class RateLimited(DomainError):
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status = 413
+
+
+def check_version(current_version: int, expected_version: int | None) -> None:
+    """Refuse a change made against a stale version (``If-Match``); ``None`` means "whatever is current"."""
+    if expected_version is not None and expected_version != current_version:
+        raise PreconditionFailed(details={"current_version": current_version}, current_version=current_version)

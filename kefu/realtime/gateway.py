@@ -28,7 +28,6 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from kefu.auth import service as auth_service
 from kefu.channels import actions as channel_actions
@@ -339,14 +338,9 @@ class RealtimeSession:
         conn = self.conn
         assert conn is not None
         try:
-            for attempt in range(2):
-                try:
-                    message, created = await self.runtime.committer.run_batched(*submission)
-                    break
-                except IntegrityError:
-                    # The same client id committed concurrently on another node: the retry finds it.
-                    if attempt:
-                        raise
+            # A client id committed concurrently elsewhere is resolved inside the committer (its per-item
+            # rerun returns the stored message), so there is nothing to retry here.
+            message, created = await self.runtime.committer.run_batched(*submission)
             payload = message.model_dump(mode="json")
             ack = {"type": "message.ack", "id": client_id,
                    "data": {"message": self.ack_message(payload), "created": created}}

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from kefu.conversations.schemas import _Read
+from kefu.core.schemas import ReadModel
 
 
 class TenantCreate(BaseModel):
@@ -15,7 +15,7 @@ class TenantCreate(BaseModel):
     default_locale: str = Field(default="zh", pattern=r"^(zh|en)$")
 
 
-class TenantRead(_Read):
+class TenantRead(ReadModel):
     id: str
     slug: str
     name: str

@@ -47,7 +47,7 @@ def test_production_refuses_default_or_short_secret() -> None:
     assert Settings(environment="production", secret_key="x" * 40).environment == "production"
 
 
-def test_ids_are_prefixed_and_time_ordered() -> None:
+def test_ids_are_prefixed_and_unique() -> None:
     ids = [new_id("msg") for _ in range(200)]
     assert all(has_prefix(i, "msg") for i in ids)
     assert len(set(ids)) == 200

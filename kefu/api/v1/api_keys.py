@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request, Response
 
 from kefu.api.deps import Scoped, UoWDep, client_ip
 from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
-from kefu.api.pagination import decode_cursor, encode_cursor
+from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from kefu.auth import actions as auth_actions
 from kefu.auth import service as auth_service
-from kefu.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
+from kefu.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 
@@ -30,21 +30,18 @@ async def create_api_key(body: ApiKeyCreate, request: Request, uow: UoWDep,
 
 
 @router.get("", summary="List the API keys of your tenant, oldest first (never their secrets)",
-            response_model=ApiKeyPage,
+            response_model=Page[ApiKeyRead],
             responses=error_responses(*AUTH_ERRORS, "validation_error", "invalid_cursor"))
 async def list_api_keys(
     uow: UoWDep,
     actor: Scoped("api_keys:read"),
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     revoked: Annotated[bool | None, Query(description="true: only revoked keys; false: only live ones")] = None,
-) -> ApiKeyPage:
+) -> Page[ApiKeyRead]:
     rows = await auth_service.list_api_keys(session=uow.session, tenant_id=actor.tenant_id,
                                             after_id=decode_cursor(cursor), limit=limit, revoked=revoked)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ApiKeyPage(data=[ApiKeyRead.model_validate(k) for k in rows],
-                      next_cursor=encode_cursor(rows[-1].id) if more and rows else None)
+    return page_of([ApiKeyRead.model_validate(k) for k in rows], limit)
 
 
 @router.get("/{key_id}", summary="Get one API key (never its secret)", response_model=ApiKeyRead,

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from kefu.api.deps import Scoped, UoWDep
 from kefu.api.errors import AUTH_ERRORS, error_responses
-from kefu.api.pagination import decode_cursor, encode_cursor
+from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from kefu.audit import service as audit_service
-from kefu.audit.schemas import AuditEntryPage, AuditEntryRead
+from kefu.audit.schemas import AuditEntryRead
 from kefu.core.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/v1/audit-entries", tags=["audit"])
@@ -33,22 +33,20 @@ def _after_id(cursor: str | None) -> int | None:
 @router.get("", summary="List audit entries of your tenant in the order they were written",
             description="Filters combine with AND. Each entry carries `hash` and `prev_hash` of the tenant's "
                         "hash chain; `kefu audit verify` checks the whole chain.",
-            response_model=AuditEntryPage,
+            response_model=Page[AuditEntryRead],
             responses=error_responses(*AUTH_ERRORS, "validation_error", "invalid_cursor"))
 async def list_audit_entries(
     uow: UoWDep,
     actor: Scoped("audit:read"),
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     action: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_TOKEN, examples=["user.role_changed"])] = None,
     actor_id: Filter = None,
     target_type: Filter = None,
     target_id: Filter = None,
-) -> AuditEntryPage:
+) -> Page[AuditEntryRead]:
     rows = await audit_service.list_entries(session=uow.session, tenant_id=actor.tenant_id, after_id=_after_id(cursor),
                                             limit=limit, action=action, actor_id=actor_id, target_type=target_type,
                                             target_id=target_id)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return AuditEntryPage(data=[AuditEntryRead.model_validate(r) for r in rows],
-                          next_cursor=encode_cursor(f"{_CURSOR_PREFIX}{rows[-1].id}") if more and rows else None)
+    return page_of([AuditEntryRead.model_validate(r) for r in rows], limit,
+                   id_of=lambda entry: f"{_CURSOR_PREFIX}{entry.id}")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from kefu.api.deps import IfMatch, Scoped, UoWDep, client_ip, set_etag
 from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
-from kefu.api.pagination import decode_cursor, encode_cursor
+from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from kefu.auth import actions as auth_actions
 from kefu.auth import service as auth_service
-from kefu.auth.schemas import Role, UserCreate, UserPage, UserRead, UserUpdate
+from kefu.auth.schemas import Role, UserCreate, UserRead, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -27,22 +25,19 @@ async def create_user(body: UserCreate, request: Request, uow: UoWDep, actor: Sc
     return auth_service.user_read(user)
 
 
-@router.get("", summary="List the users of your tenant, oldest first", response_model=UserPage,
+@router.get("", summary="List the users of your tenant, oldest first", response_model=Page[UserRead],
             responses=error_responses(*AUTH_ERRORS, "validation_error", "invalid_cursor"))
 async def list_users(
     uow: UoWDep,
     actor: Scoped("users:read"),
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     role: Role | None = None,
     is_active: bool | None = None,
-) -> UserPage:
+) -> Page[UserRead]:
     rows = await auth_service.list_users(session=uow.session, tenant_id=actor.tenant_id,
                                          after_id=decode_cursor(cursor), limit=limit, role=role, is_active=is_active)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return UserPage(data=[auth_service.user_read(u) for u in rows],
-                    next_cursor=encode_cursor(rows[-1].id) if more and rows else None)
+    return page_of([auth_service.user_read(u) for u in rows], limit)
 
 
 @router.get("/{user_id}", summary="Get one user (ETag carries its version)", response_model=UserRead,
