@@ -25,6 +25,7 @@ from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 from kefu.realtime.hub import Hub
 from kefu.runtime import Runtime, build_runtime
+from kefu.workers import WORKERS
 
 log = logging.getLogger("kefu.app")
 STATIC = Path(__file__).with_name("static")
@@ -64,11 +65,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         runtime.bus.subscribe(count_stored_messages)
         await runtime.start()
         task = asyncio.create_task(_housekeeping(runtime), name="kefu-housekeeping")
+        workers = [asyncio.create_task(run(runtime), name=f"kefu-{name}") for name, run in WORKERS]
         log.info("kefu node started", extra={"node_id": runtime.node_id, "bus": type(runtime.bus).__name__})
         try:
             yield
         finally:
             task.cancel()
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             await hub.close()
             await runtime.stop()
 

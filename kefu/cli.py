@@ -8,6 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kefu.commands import bot as bot_cmd
+from kefu.commands import commerce as commerce_cmd
+from kefu.commands import kb as kb_cmd
+from kefu.commands import nlu as nlu_cmd
+from kefu.commands import routing as routing_cmd
 from kefu.core.settings import Settings
 
 app = typer.Typer(help="Kefu (客服) contact center", no_args_is_help=True)
@@ -17,6 +22,9 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
 users_app = typer.Typer(help="Users", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+for _name, _sub in (("routing", routing_cmd.app), ("commerce", commerce_cmd.app), ("nlu", nlu_cmd.app),
+                    ("kb", kb_cmd.app), ("bot", bot_cmd.app)):
+    app.add_typer(_sub, name=_name)
 console = Console()
 
 

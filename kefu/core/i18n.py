@@ -1,6 +1,7 @@
 """Chinese and English texts for errors and system messages, chosen per request.
 
-Catalogues live in ``core/locales/<lang>.json`` keyed by stable codes; a missing key falls back to English
+Catalogues live in ``core/locales/<lang>.json`` plus one file per domain in ``core/locales/<lang>/<domain>.json``
+(so domains add texts without touching a shared file), keyed by stable codes; a missing key falls back to English
 and then to the code itself, so a forgotten translation degrades instead of failing.
 """
 
@@ -17,7 +18,20 @@ _DIR = Path(__file__).with_name("locales")
 
 @cache
 def _catalogue(lang: str) -> dict[str, str]:
-    return json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    return catalogue_files(lang)
+
+
+def catalogue_files(lang: str) -> dict[str, str]:
+    """Merge the base catalogue with the per-domain ones; a key defined twice is a bug, so it raises."""
+    merged: dict[str, str] = json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    folder = _DIR / lang
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        part = json.loads(path.read_text(encoding="utf-8"))
+        clash = set(part) & set(merged)
+        if clash:
+            raise ValueError(f"{path.name} redefines {sorted(clash)[:5]}")
+        merged.update(part)
+    return merged
 
 
 def negotiate(accept_language: str | None, default: str = "en") -> str:

@@ -17,7 +17,7 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the database schema up to ``revision``; creates the SQLite file's folder if needed."""
     if database_url.startswith("sqlite") and "///" in database_url:
         tail = database_url.split("///", 1)[1]

@@ -2,18 +2,32 @@
 exactly the answer a missing id gets (404, same code, same message), and tenant A's data does not change.
 
 The operations come from the OpenAPI document, so a new endpoint with an id in its path is walked without
-editing this test; an id parameter this test does not know fails it until it is added to ``ids_of_a``.
+editing this test; an id parameter this test does not know fails it until a domain teaches it.
+
+Domains teach it without touching this file: a module ``tests/<domain>/isolation.py`` defines
+``async def objects_of_a(http, tenant, ids) -> dict[str, str]`` (creates tenant A's objects of that domain and
+returns their ids by path parameter name) and ``def snapshot_paths(ids) -> list[str]`` (GETs whose answers must
+not change while tenant B walks the API).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.channels.chat import customer_says, start_session
 from tests.factories import TenantFixture
+
+DOMAIN_MODULES = sorted(
+    f"tests.{path.parent.name}.isolation" for path in Path(__file__).resolve().parents[1].glob("*/isolation.py"))
+
+
+def _domains() -> list[Any]:
+    return [importlib.import_module(name) for name in DOMAIN_MODULES]
 
 
 def _missing(real_id: str) -> str:
@@ -45,10 +59,13 @@ async def _objects_of_a(http: httpx.AsyncClient, tenant: TenantFixture) -> dict[
     assert (await http.put(f"/api/v1/conversations/{message['conversation_id']}/tags/vip", headers=admin)).is_success
     key = await http.post("/api/v1/api-keys", headers=admin, json={"name": "A's key", "scopes": ["users:read"]})
     assert key.status_code == 201, key.text
-    return {"user_id": tenant.agent.id, "key_id": key.json()["id"], "inbox_id": tenant.inbox_id,
-            "contact_id": first["contact_id"], "identity_id": contact["identities"][0]["id"],
-            "merge_id": merge.json()["id"], "conversation_id": message["conversation_id"], "tag": "vip",
-            "other_contact_id": third.json()["id"]}
+    ids = {"user_id": tenant.agent.id, "key_id": key.json()["id"], "inbox_id": tenant.inbox_id,
+           "contact_id": first["contact_id"], "identity_id": contact["identities"][0]["id"],
+           "merge_id": merge.json()["id"], "conversation_id": message["conversation_id"], "tag": "vip",
+           "other_contact_id": third.json()["id"]}
+    for domain in _domains():
+        ids.update(await domain.objects_of_a(http, tenant, dict(ids)))
+    return ids
 
 
 async def _snapshot(http: httpx.AsyncClient, tenant: TenantFixture, ids: dict[str, str]) -> dict[str, Any]:
@@ -58,6 +75,8 @@ async def _snapshot(http: httpx.AsyncClient, tenant: TenantFixture, ids: dict[st
              f"/api/v1/contacts/{ids['other_contact_id']}", f"/api/v1/contact-merges/{ids['merge_id']}",
              f"/api/v1/conversations/{ids['conversation_id']}",
              f"/api/v1/conversations/{ids['conversation_id']}/messages"]
+    for domain in _domains():
+        paths += domain.snapshot_paths(ids)
     snapshot = {}
     for path in paths:
         response = await http.get(path, headers=admin)
@@ -84,7 +103,8 @@ async def test_every_endpoint_treats_other_tenants_ids_as_missing(
             if body and "source_contact_id" in body:
                 body["source_contact_id"] = ids["other_contact_id"]
             answers = []
-            for fill in (ids, {k: (v if k == "tag" else _missing(v)) for k, v in ids.items()}):
+            verbatim = {"tag", *(k for d in _domains() for k in getattr(d, "VERBATIM_PARAMS", ()))}
+            for fill in (ids, {k: (v if k in verbatim else _missing(v)) for k, v in ids.items()}):
                 response = await http.request(method.upper(), path.format(**{p: fill[p] for p in params}),
                                               headers=other_tenant.admin.headers, json=body)
                 error = response.json().get("error", {}) if response.content else {}

@@ -1,6 +1,22 @@
 """Every router of the public API, in the order they appear in the OpenAPI document."""
 
-from kefu.api.v1 import api_keys, audit, auth, contacts, conversations, demo, inboxes, ops, users, widget
+from kefu.api.v1 import (
+    api_keys,
+    audit,
+    auth,
+    bot,
+    commerce,
+    contacts,
+    conversations,
+    demo,
+    inboxes,
+    knowledge,
+    nlu,
+    ops,
+    routing,
+    users,
+    widget,
+)
 from kefu.realtime import gateway
 
 ROUTERS = [
@@ -13,6 +29,11 @@ ROUTERS = [
     contacts.router,
     conversations.router,
     widget.router,
+    routing.router,
+    commerce.router,
+    nlu.router,
+    bot.router,
+    knowledge.router,
     gateway.router,
     demo.router,
 ]

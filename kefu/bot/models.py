@@ -1,0 +1,3 @@
+"""ORM tables of the bot domain."""
+
+from __future__ import annotations

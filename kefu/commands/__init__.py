@@ -1,0 +1,1 @@
+"""Sub-commands of ``kefu``, one module per domain; ``kefu/cli.py`` mounts them."""

@@ -1,0 +1,3 @@
+"""ORM tables of the commerce domain."""
+
+from __future__ import annotations

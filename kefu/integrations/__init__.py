@@ -1,0 +1,1 @@
+"""Providers behind the ports of the domains (order systems, marketplaces, channels)."""

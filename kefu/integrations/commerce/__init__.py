@@ -1,0 +1,1 @@
+"""Order-system connectors: demo shop, marketplace normalisers, generic REST, webhooks."""

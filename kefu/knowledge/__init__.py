@@ -1,0 +1,1 @@
+"""Knowledge base: articles and FAQs in zh/en, hybrid retrieval, suggestions and gap mining."""

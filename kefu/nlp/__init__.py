@@ -1,0 +1,1 @@
+"""Language understanding: language detection, tokenisation, intents, entities and emotion in Chinese and English."""

@@ -1,0 +1,3 @@
+"""ORM tables of the nlp domain."""
+
+from __future__ import annotations

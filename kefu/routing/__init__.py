@@ -1,0 +1,1 @@
+"""Routing engine (ACD): agents' attributes and presence, tasks, queues, workflows, offers, service levels."""
