@@ -1,0 +1,151 @@
+"""Per-node machinery in front of the order systems: connector registry, circuit breakers, read-through cache.
+
+Kept out of ``service.py`` because it is process state (one ``CommerceHub`` per runtime, in
+``runtime.extras["commerce"]``), not a read. Connector kinds are registered by ``kefu.integrations.commerce``
+(the domain never imports integrations): ``register_source_kind("rest", factory)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kefu.commerce.ports import OrderSource, SourceUnavailable
+from kefu.commerce.schemas import Order
+from kefu.core.errors import DomainError
+
+if TYPE_CHECKING:
+    from kefu.runtime import Runtime
+
+T = TypeVar("T")
+DEMO = "demo_shop"  # the connector key of the built-in demo shop (no row needed)
+
+# kind -> factory(tenant_id, config) -> OrderSource
+SourceFactory = Callable[[str, dict[str, Any]], OrderSource]
+SOURCE_KINDS: dict[str, SourceFactory] = {}
+
+
+def register_source_kind(kind: str, factory: SourceFactory) -> None:
+    """Make a connector kind available (called by ``kefu.integrations.commerce.install``)."""
+    SOURCE_KINDS[kind] = factory
+
+
+class CircuitBreaker:
+    """Closed → open after ``failures`` consecutive failures; after ``cooldown`` one trial call (half-open).
+
+    While open, calls fail at once, so a dead order system costs lookups nothing: they go straight to the
+    last known data instead of waiting for a timeout each time.
+    """
+
+    def __init__(self, *, failures: int = 3, cooldown: float = 10.0) -> None:
+        self.max_failures = failures
+        self.cooldown = cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if time.monotonic() - self.opened_at >= self.cooldown else "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._trial:
+            self._trial = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial = False
+        if self.failures >= self.max_failures or self.opened_at is not None:
+            self.opened_at = time.monotonic()
+
+
+@dataclass
+class SourceEntry:
+    key: str  # DEMO or ccn_…
+    kind: str
+    marketplace: str
+    source: OrderSource
+    breaker: CircuitBreaker
+
+
+@dataclass
+class CachedOrder:
+    ref: str
+    connector: str
+    version: int
+    order: Order
+    data_hash: str
+    fetched_at: float  # time.time() of the last confirmation from the source
+
+
+@dataclass
+class CommerceHub:
+    fresh_seconds: float = 30.0
+    stale_seconds: float = 600.0
+    call_timeout: float = 3.0
+    breaker_failures: int = 3
+    breaker_cooldown: float = 10.0
+    max_orders: int = 50_000
+    orders: OrderedDict[tuple[str, str], CachedOrder] = field(default_factory=OrderedDict)
+    keys: dict[tuple[str, str, str, str], tuple[list[str], float]] = field(default_factory=dict)
+    sources: dict[tuple[str, str], SourceEntry] = field(default_factory=dict)
+    connectors: dict[str, tuple[list[SourceEntry], float]] = field(default_factory=dict)
+    refreshing: set[tuple[str, str]] = field(default_factory=set)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def remember(self, tenant_id: str, cached: CachedOrder) -> None:
+        key = (tenant_id, cached.ref)
+        self.orders[key] = cached
+        self.orders.move_to_end(key)
+        while len(self.orders) > self.max_orders:
+            self.orders.popitem(last=False)
+
+    def cached(self, tenant_id: str, ref: str) -> CachedOrder | None:
+        return self.orders.get((tenant_id, ref))
+
+    def forget_tenant_connectors(self, tenant_id: str) -> None:
+        self.connectors.pop(tenant_id, None)
+
+    async def call(self, entry: SourceEntry, fn: Callable[[], Awaitable[T]]) -> T:
+        """Call the source through its breaker with a timeout; outages become ``SourceUnavailable``."""
+        if not entry.breaker.allow():
+            raise SourceUnavailable("circuit open")
+        try:
+            result = await asyncio.wait_for(fn(), timeout=self.call_timeout)
+        except DomainError:
+            entry.breaker.success()  # the source answered (a refusal is an answer, not an outage)
+            raise
+        except Exception as exc:  # down, slow, or a connector bug: all mean "no usable answer"
+            entry.breaker.failure()
+            raise SourceUnavailable(str(exc) or type(exc).__name__) from exc
+        entry.breaker.success()
+        return result
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+def hub_of(runtime: Runtime) -> CommerceHub:
+    """The node's hub, created on first use."""
+    hub = runtime.extras.get("commerce")
+    if hub is None:
+        hub = runtime.extras["commerce"] = CommerceHub()
+    return hub  # type: ignore[return-value]

@@ -1,0 +1,121 @@
+"""Order webhooks: signed, stored before acknowledged, idempotent by event id, out-of-order safe, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from kefu.commerce.models import CommerceOrder, CommerceWebhookEvent
+from kefu.integrations.commerce.webhooks import sign
+from kefu.runtime import Runtime
+from tests.commerce.test_normalizers import load
+from tests.factories import TenantFixture
+
+
+async def _connector(http: httpx.AsyncClient, tenant: TenantFixture, fmt: str = "shopify") -> dict[str, Any]:
+    response = await http.post("/api/v1/commerce/connectors", headers=tenant.admin.headers, json={
+        "name": f"{fmt} webhooks", "kind": "demo_shop", "webhook_format": fmt})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def _send(http: httpx.AsyncClient, connector: dict[str, Any], event: dict[str, Any], *,
+                secret: str | None = None, body: bytes | None = None, ts: int | None = None) -> httpx.Response:
+    raw = body if body is not None else json.dumps(event).encode()
+    return await http.post("/api/v1/commerce/webhooks", params={"connector_id": connector["id"]}, content=raw,
+                           headers={"Content-Type": "application/json",
+                                    "Kefu-Signature": sign(secret or connector["webhook_secret"], raw, ts)})
+
+
+def _event(event_id: str, order: dict[str, Any], kind: str = "order.updated") -> dict[str, Any]:
+    return {"id": event_id, "type": kind, "created_at": "2026-11-22T08:00:00Z", "data": {"order": order}}
+
+
+async def _stored(runtime: Runtime, tenant: TenantFixture) -> tuple[int, int]:
+    """How many orders and webhook events are stored for the tenant."""
+    async with runtime.sessionmaker() as session:
+        orders = await session.scalar(select(func.count()).select_from(CommerceOrder)
+                                      .where(CommerceOrder.tenant_id == tenant.id))
+        events = await session.scalar(select(func.count()).select_from(CommerceWebhookEvent)
+                                      .where(CommerceWebhookEvent.tenant_id == tenant.id))
+    return int(orders or 0), int(events or 0)
+
+
+async def test_a_signed_shopify_webhook_is_stored_once_and_found(http: httpx.AsyncClient,
+                                                                  tenant: TenantFixture) -> None:
+    connector = await _connector(http, tenant)
+    order = load("shopify", "order_paid_fulfilled.json")["order"]
+    first = await _send(http, connector, _event("evt-1", order))
+    assert first.status_code == 200, first.text
+    ack = first.json()
+    assert ack["outcome"] == "applied" and ack["duplicate"] is False and ack["order_ref"].startswith("ord_")
+    again = await _send(http, connector, _event("evt-1", order))
+    assert again.status_code == 200 and again.json()["duplicate"] is True and again.json()["id"] == ack["id"]
+    # The connector's source (the demo shop) does not know this order: the webhook copy answers, marked degraded.
+    detail = (await http.get(f"/api/v1/orders/{ack['order_ref']}", headers=tenant.agent.headers)).json()
+    assert detail["view"]["order"]["order_id"] == "450789469"
+    assert detail["view"]["order"]["shipments"][0]["tracking_number"] == "1Z2345"
+    found = (await http.get("/api/v1/orders", headers=tenant.agent.headers, params={"tracking_number": "1Z2345"})).json()
+    assert [v["id"] for v in found["data"]] == [ack["order_ref"]]
+
+
+async def test_out_of_order_events_do_not_roll_an_order_back(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
+    connector = await _connector(http, tenant)
+    newer = load("shopify", "order_partially_refunded.json")
+    older = json.loads(json.dumps(newer))
+    older.update(financial_status="paid", updated_at="2026-11-02T12:00:00Z", refunds=[])
+    assert (await _send(http, connector, _event("evt-new", newer))).json()["outcome"] == "applied"
+    late = await _send(http, connector, _event("evt-old", older))
+    assert late.status_code == 200 and late.json()["outcome"] == "stale"
+    detail = (await http.get(f"/api/v1/orders/{late.json()['order_ref']}", headers=tenant.agent.headers)).json()
+    assert detail["view"]["order"]["status"] == "partially_refunded"
+
+
+async def test_bad_webhooks_are_refused_and_store_nothing(http: httpx.AsyncClient, tenant: TenantFixture,
+                                                          runtime: Runtime) -> None:
+    connector = await _connector(http, tenant)
+    order = load("shopify", "order_paid_fulfilled.json")["order"]
+    good = json.dumps(_event("evt-x", order)).encode()
+    unsigned = await http.post("/api/v1/commerce/webhooks", params={"connector_id": connector["id"]}, content=good)
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "invalid_webhook_signature"
+    wrong = await _send(http, connector, {}, body=good, secret="not-the-secret")
+    assert wrong.status_code == 401
+    old = await _send(http, connector, {}, body=good, ts=int(time.time()) - 3600)
+    assert old.status_code == 401 and old.json()["error"]["details"]["reason"] == "timestamp_out_of_tolerance"
+    nobody = await http.post("/api/v1/commerce/webhooks", params={"connector_id": "ccn_01jd0000000000000000000000"},
+                             content=good, headers={"Kefu-Signature": sign("x", good)})
+    assert nobody.status_code == 401 and nobody.json()["error"]["code"] == "invalid_webhook_signature"
+    negative = json.loads(json.dumps(order))
+    negative["line_items"][0]["quantity"] = -2
+    no_total = {k: v for k, v in order.items() if k != "total_price"}
+    cases = [
+        (b"{not json", "invalid_webhook_payload"),
+        (json.dumps({"id": "e", "type": "order.exploded", "data": {"order": order}}).encode(), "invalid_webhook_payload"),
+        (json.dumps({"type": "order.updated", "data": {"order": order}}).encode(), "invalid_webhook_payload"),
+        (json.dumps(_event("evt-neg", negative)).encode(), "invalid_order_payload"),
+        (json.dumps(_event("evt-nototal", no_total)).encode(), "invalid_order_payload"),
+    ]
+    for body, code in cases:
+        response = await _send(http, connector, {}, body=body)
+        assert response.status_code == 422 and response.json()["error"]["code"] == code, body[:60]
+    assert await _stored(runtime, tenant) == (0, 0)
+
+
+async def test_overpaid_orders_and_bad_currencies_are_refused(http: httpx.AsyncClient, tenant: TenantFixture,
+                                                             runtime: Runtime) -> None:
+    connector = await _connector(http, tenant, "canonical")
+    canonical = {"order_id": "W1", "marketplace": "shop", "status": "paid", "currency": "CNY",
+                 "created_at": "2026-11-20T00:00:00Z", "subtotal": "100.00", "total_paid": "100.00",
+                 "items": [{"line_id": "L1", "sku": "S", "title": "t", "quantity": 1, "unit_price": "100.00",
+                            "paid": "100.00", "refunded_amount": "150.00"}]}
+    over = await _send(http, connector, _event("evt-over", canonical))
+    assert over.status_code == 422 and over.json()["error"]["details"]["problems"] == ["over_refunded:L1"]
+    canonical["items"][0]["refunded_amount"] = "0"
+    canonical["currency"] = "C"
+    bad_currency = await _send(http, connector, _event("evt-cur", canonical))
+    assert bad_currency.status_code == 422 and bad_currency.json()["error"]["code"] == "invalid_order_payload"
+    assert await _stored(runtime, tenant) == (0, 0)
