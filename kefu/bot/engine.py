@@ -1,0 +1,502 @@
+"""The dialogue engine: one customer message in, the bot's replies and the new dialogue memory out.
+
+It has no database and no HTTP: it reads the flows, the understanding of the message, the memory of the
+conversation and of the contact, and calls the order system through the ``OrderDesk`` port. The caller
+(``kefu.bot.actions``) loads the memory, stores the result and posts the replies, so the same engine runs in
+the live worker, the simulation and the tests.
+
+Order context is the subtle part. The order a turn is about is, in this order of preference: a number the
+customer typed; "the other one" (the order before the current one); the order the contact talked about
+last, in any conversation on any channel; the one order that fits the question (a customer whose only
+recent unshipped order is being chased is not asked which); else the bot lists the candidates and asks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kefu.bot import policies
+from kefu.bot.flows import SKILLS, Flow, FlowSet, Slot, render
+from kefu.bot.ports import KnowledgeDesk, OrderBrief, OrderDesk, OrderSystemDown, Outcome
+from kefu.nlp.understanding import Understanding
+
+RECENT_DAYS = 30
+MAX_CHOICES = 5
+MAX_TURNS_KEPT = 12
+# Outcomes that are true answers but need a person to follow up (a late shipment the bot cannot speed up).
+FOLLOW_UP_CODES = frozenset({"late"})
+SMALL_TALK = {"greeting": "greeting", "thanks": "thanks", "goodbye": "goodbye"}
+# Intents that name a flow strongly enough to leave the flow in progress for it.
+SWITCH_CONFIDENCE = 0.6
+_ORDER_NUMBER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{0,4}\d{6,24}(?![A-Za-z0-9])")
+_ORDINALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
+_ORDINAL = re.compile(r"^\s*(?:第\s*([一二两三四五1-5])\s*(?:个|笔|单)?|([1-5])\s*[.、)]?|(first|second|third|fourth|fifth)"
+                      r"(?: one)?|(?:number|no\.?|#)\s*([1-5]))\s*[。.!！]?\s*$", re.IGNORECASE)
+_EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
+
+
+@dataclass
+class Memory:
+    """The dialogue state of one conversation plus the contact's carried-over order context."""
+
+    language: str | None = None
+    flow: str | None = None
+    step: str | None = None  # "slot:<name>" | "confirm" | None
+    last_flow: str | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    strikes: int = 0
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    current_order_id: str | None = None
+    mentioned: list[str] = field(default_factory=list)  # order ids, most recent last
+    orders: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {number, headline} seen this turn
+
+    def mention(self, order: OrderBrief) -> None:
+        if self.mentioned and self.mentioned[-1] == order.id:
+            pass
+        else:
+            self.mentioned = [o for o in self.mentioned if o != order.id][-9:] + [order.id]
+        self.current_order_id = order.id
+        self.orders[order.id] = {"number": order.number, "headline": order.headline}
+
+    def reset_flow(self) -> None:
+        self.flow, self.step, self.slots = None, None, {}
+
+
+@dataclass
+class Customer:
+    tenant_id: str
+    contact_id: str
+    conversation_id: str
+    message_id: str
+    vip_level: int = 0
+    verified: bool = False
+    first_turn: bool = False
+
+
+@dataclass
+class TurnResult:
+    replies: list[str]
+    memory: Memory
+    intent: str
+    confidence: float
+    language: str
+    flow: str | None = None
+    handoff: policies.HandoffDecision | None = None
+    actions: list[dict[str, Any]] = field(default_factory=list)  # what the bot did, for the agent's summary
+    resolved: bool = False  # a flow's skill succeeded: the contact's question was settled
+    order_category: str | None = None
+
+
+class _Stop(Exception):
+    """Internal: the turn ends with a handoff decided deep inside slot filling or a skill."""
+
+    def __init__(self, decision: policies.HandoffDecision, reply: str | None = None):
+        self.decision = decision
+        self.reply = reply
+
+
+class Engine:
+    def __init__(self, *, flows: FlowSet, desk: OrderDesk, knowledge: KnowledgeDesk | None,
+                 thresholds: policies.HandoffThresholds, default_language: str = "zh",
+                 now: datetime | None = None) -> None:
+        self.flows = flows
+        self.desk = desk
+        self.knowledge = knowledge
+        self.thresholds = thresholds
+        self.default_language = default_language
+        self.now = now
+        self._orders_cache: list[OrderBrief] | None = None
+
+    async def respond(self, *, text: str, understanding: Understanding, memory: Memory,
+                      customer: Customer) -> TurnResult:
+        """Answer one customer message (see the module docstring for how the order is chosen)."""
+        self._orders_cache = None
+        lang = policies.reply_language(understanding, memory.language, self.default_language)
+        memory.language = lang
+        result = TurnResult(replies=[], memory=memory, intent=understanding.intent,
+                            confidence=understanding.confidence, language=lang)
+        if understanding.truncated:
+            result.replies.append(self.flows.text("truncated", lang))
+        decision = policies.decide_handoff(text=text, understanding=understanding, strikes=memory.strikes,
+                                           vip_level=customer.vip_level, thresholds=self.thresholds,
+                                           first_turn=customer.first_turn)
+        if decision is not None and decision.reason in (policies.ANGER, policies.ANXIETY) and \
+                memory.step == "confirm" and (policies.is_yes(text) or policies.is_no(text)):
+            decision = None  # "不要了，算了" answering our question is a plain no, not an outburst
+        if decision is not None and decision.reason != policies.LOW_CONFIDENCE:
+            return self._handoff(result, decision)
+        try:
+            await self._dispatch(text, understanding, memory, customer, result, decision)
+        except _Stop as stop:
+            if stop.reply:
+                result.replies.append(stop.reply)
+            return self._handoff(result, stop.decision)
+        except OrderSystemDown as exc:
+            result.actions.append({"skill": "order_lookup", "ok": False, "code": "order_system_down"})
+            result.replies.append(self.flows.text("order_system_down", lang))
+            return self._handoff(result, policies.HandoffDecision(policies.ORDER_SYSTEM_DOWN,
+                                                                  {"error": str(exc)[:200]}))
+        return result
+
+    # -- turn dispatch ---------------------------------------------------------------------------------
+
+    async def _dispatch(self, text: str, u: Understanding, memory: Memory, customer: Customer, result: TurnResult,
+                        low: policies.HandoffDecision | None) -> None:
+        lang = result.language
+        flow = self.flows.flows.get(memory.flow or "")
+        target = self.flows.for_intent(u.intent)
+        confident = not policies.is_low_confidence(u, self.thresholds)
+        if flow is not None and memory.step is not None:
+            switching = (target is not None and target.name != flow.name and u.confidence >= SWITCH_CONFIDENCE
+                         and not self._fills_step(text, u, flow, memory))
+            if not switching:
+                result.flow = flow.name
+                await self._continue(text, u, flow, memory, customer, result)
+                return
+            memory.reset_flow()
+        if not confident and memory.last_flow in self.flows.flows and (
+                policies.means_other_one(text) or u.entities_of("order_number") or _ORDER_NUMBER.search(text)):
+            # "And the other one?" / "what about DS100008?": the same question about another order.
+            target, confident, low = self.flows.flows[memory.last_flow], True, None
+        if low is not None:
+            raise _Stop(low)
+        if not confident:
+            memory.strikes += 1
+            result.replies.append(self.flows.text("clarify", lang))
+            return
+        memory.strikes = 0
+        if u.intent in SMALL_TALK:
+            result.replies.append(self.flows.styled(self.flows.text(SMALL_TALK[u.intent], lang), lang))
+            result.resolved = u.intent in ("thanks", "goodbye")
+            return
+        if target is None:
+            answer = await self._knowledge(text, lang, customer)
+            if answer is not None:
+                result.replies.append(answer)
+                result.actions.append({"skill": "knowledge", "ok": True, "code": "answered"})
+                result.resolved = True
+                return
+            raise _Stop(policies.HandoffDecision(policies.UNSUPPORTED_INTENT, {"intent": u.intent}),
+                        self.flows.text("no_flow", lang))
+        memory.reset_flow()
+        memory.flow = memory.last_flow = target.name
+        result.flow = target.name
+        await self._advance(text, u, target, memory, customer, result, fresh=True)
+
+    def _fills_step(self, text: str, u: Understanding, flow: Flow, memory: Memory) -> bool:
+        """Whether this message answers the pending question (then a flow switch would be wrong)."""
+        if memory.step == "confirm":
+            return policies.is_yes(text) or policies.is_no(text)
+        slot = self._slot(flow, memory.step)
+        if slot is None:
+            return False
+        if slot.type == "order":
+            return bool(u.entities_of("order_number") or _ORDER_NUMBER.search(text) or policies.means_other_one(text)
+                        or _ORDINAL.match(text))
+        if slot.type == "choice":
+            return self._choose(slot, text) is not None
+        return False
+
+    async def _continue(self, text: str, u: Understanding, flow: Flow, memory: Memory, customer: Customer,
+                        result: TurnResult) -> None:
+        lang = result.language
+        if memory.step == "confirm":
+            if policies.is_yes(text):
+                memory.strikes = 0
+                await self._perform(flow, memory, customer, result)
+            elif policies.is_no(text):
+                memory.strikes = 0
+                memory.reset_flow()
+                result.replies.append(self.flows.styled(flow.reply("declined", lang)
+                                                        or self.flows.text("confirm_declined", lang), lang))
+                result.actions.append({"skill": flow.skill, "ok": True, "code": "declined"})
+                result.resolved = True
+            else:
+                self._strike(memory, lang, result, self.flows.text("confirm_again", lang))
+            return
+        slot = self._slot(flow, memory.step)
+        if slot is None:
+            memory.reset_flow()
+            return
+        filled = await self._fill(slot, text, u, memory, customer, result, asked=True)
+        if not filled:
+            return
+        await self._advance(text, u, flow, memory, customer, result, fresh=False)
+
+    def _strike(self, memory: Memory, lang: str, result: TurnResult, reprompt: str) -> None:
+        memory.strikes += 1
+        if memory.strikes >= self.thresholds.low_confidence_strikes:
+            raise _Stop(policies.HandoffDecision(policies.LOW_CONFIDENCE, {"strikes": memory.strikes}))
+        result.replies.append(reprompt)
+
+    async def _advance(self, text: str, u: Understanding, flow: Flow, memory: Memory, customer: Customer,
+                       result: TurnResult, *, fresh: bool) -> None:
+        """Fill what this message offers, ask for the first missing slot, confirm, then run the skill."""
+        lang = result.language
+        for slot in flow.slots:
+            if slot.name in memory.slots:
+                continue
+            said = len(result.replies)
+            if fresh or slot.type != "text":
+                filled = await self._fill(slot, text, u, memory, customer, result, asked=False, flow=flow)
+                if filled:
+                    continue
+            memory.step = f"slot:{slot.name}"
+            if len(result.replies) == said:  # else _fill already asked again, with the reason
+                result.replies.append(self.flows.styled(self._render(slot.prompt[lang], memory, lang), lang))
+            return
+        if flow.skill and SKILLS[flow.skill].writes and not customer.verified:
+            raise _Stop(policies.HandoffDecision(policies.VERIFICATION_NEEDED, {"skill": flow.skill}),
+                        self.flows.text("verification_needed", lang))
+        if flow.confirm:
+            if memory.step != "confirm":
+                memory.step = "confirm"
+                result.replies.append(self.flows.styled(self._render(flow.confirm[lang], memory, lang), lang))
+                return
+        await self._perform(flow, memory, customer, result)
+
+    # -- slots -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _slot(flow: Flow, step: str | None) -> Slot | None:
+        if not step or not step.startswith("slot:"):
+            return None
+        name = step.split(":", 1)[1]
+        return next((s for s in flow.slots if s.name == name), None)
+
+    async def _fill(self, slot: Slot, text: str, u: Understanding, memory: Memory, customer: Customer,
+                    result: TurnResult, *, asked: bool, flow: Flow | None = None) -> bool:
+        lang = result.language
+        if slot.type == "order":
+            order = await self._pick_order(text, u, memory, customer, result, asked=asked,
+                                           skill=(flow.skill if flow else None) or self._skill_of(memory))
+            if order is None:
+                return False
+            memory.slots[slot.name] = {"id": order.id, "number": order.number}
+            memory.slots["_order_params"] = {"order_title": order.lines[0].title if order.lines else "",
+                                             "order_total": str(order.total) if order.total else ""}
+            memory.mention(order)
+            result.order_category = order.category
+            return True
+        if slot.type == "choice":
+            value = self._choose(slot, text)
+            if value is None:
+                if asked:
+                    self._strike(memory, lang, result, self.flows.styled(slot.prompt[lang], lang))
+                return False
+            memory.slots[slot.name] = value
+            return True
+        if not asked:
+            return False
+        value = " ".join(text.split())
+        if len(value) < slot.min_length or len(value) > slot.max_length or (
+                slot.pattern and not re.search(slot.pattern, value)):
+            self._strike(memory, lang, result, self.flows.styled((slot.invalid or slot.prompt)[lang], lang))
+            return False
+        memory.slots[slot.name] = value
+        return True
+
+    def _skill_of(self, memory: Memory) -> str | None:
+        flow = self.flows.flows.get(memory.flow or "")
+        return flow.skill if flow else None
+
+    @staticmethod
+    def _choose(slot: Slot, text: str) -> str | None:
+        lowered = text.lower()
+        best: tuple[int, str] | None = None
+        for option in slot.options:
+            for lang in ("zh", "en"):
+                for word in option.get(lang, []):
+                    if word.lower() in lowered and (best is None or len(word) > best[0]):
+                        best = (len(word), option["value"])
+        return best[1] if best else None
+
+    async def _orders(self, customer: Customer) -> list[OrderBrief]:
+        if self._orders_cache is None:
+            self._orders_cache = await self.desk.customer_orders(tenant_id=customer.tenant_id,
+                                                                 contact_id=customer.contact_id)
+        return self._orders_cache
+
+    async def _pick_order(self, text: str, u: Understanding, memory: Memory, customer: Customer,
+                          result: TurnResult, *, asked: bool, skill: str | None) -> OrderBrief | None:
+        lang = result.language
+        numbers = [e.normalized or e.value for e in u.entities_of("order_number")]
+        numbers += [m.group(0) for m in _ORDER_NUMBER.finditer(text) if m.group(0) not in numbers]
+        own = await self._orders(customer)
+        by_id = {o.id: o for o in own}
+        if numbers:
+            for number in numbers:
+                match = next((o for o in own if number in (o.number, o.id)), None)
+                if match is not None:
+                    return match
+            order = await self.desk.order(tenant_id=customer.tenant_id, number=numbers[0])
+            if order is None:
+                self._strike(memory, lang, result, self.flows.text("order_not_found", lang, number=numbers[0]))
+                return None
+            if own or customer.verified:
+                self._strike(memory, lang, result, self.flows.text("order_not_yours", lang, number=numbers[0]))
+                return None
+            # An anonymous visitor typing an order number could be anyone: people check who they are.
+            raise _Stop(policies.HandoffDecision(policies.VERIFICATION_NEEDED, {"number": numbers[0]}),
+                        self.flows.text("verification_needed", lang))
+        fitting = self._fitting(own, skill)
+        if policies.means_other_one(text):
+            other = self._other_order(memory, own, fitting)
+            if other is not None:
+                return other
+        choices = memory.slots.get("_choices") or []
+        if asked and choices:
+            picked = self._ordinal_pick(text, choices, own)
+            if picked is not None:
+                memory.slots.pop("_choices", None)
+                return picked
+        current = by_id.get(memory.current_order_id or "")
+        if current is not None and not asked and self._relevant(current, skill):
+            return current  # the order talked about last, in this or an earlier conversation
+        if len(fitting) == 1:
+            return fitting[0]
+        if not own:
+            memory.slots.pop("_choices", None)
+            if asked:
+                self._strike(memory, lang, result, self.flows.text("ask_order_number", lang))
+            else:
+                result.replies.append(self.flows.styled(self.flows.text("ask_order_number", lang), lang))
+            return None
+        memory.slots["_choices"] = [o.id for o in (fitting or own)[:MAX_CHOICES]]
+        for order in (fitting or own)[:MAX_CHOICES]:
+            memory.orders[order.id] = {"number": order.number, "headline": order.headline}
+        if asked:
+            self._strike(memory, lang, result, self.flows.styled(self._choice_prompt(memory, lang), lang))
+        return None
+
+    @staticmethod
+    def _other_order(memory: Memory, own: list[OrderBrief], fitting: list[OrderBrief]) -> OrderBrief | None:
+        """The order mentioned before the current one; else the next one that fits the question."""
+        by_id = {o.id: o for o in own}
+        for order_id in reversed(memory.mentioned):
+            if order_id != memory.current_order_id and order_id in by_id:
+                return by_id[order_id]
+        return next((o for o in (*fitting, *own) if o.id != memory.current_order_id), None)
+
+    @staticmethod
+    def _ordinal_pick(text: str, choices: list[str], own: list[OrderBrief]) -> OrderBrief | None:
+        by_id = {o.id: o for o in own}
+        match = _ORDINAL.match(text)
+        if match:
+            raw = next(g for g in match.groups() if g)
+            index = _EN_ORDINALS.get(raw.lower()) or _ORDINALS.get(raw)
+            if index and index <= len(choices):
+                return by_id.get(choices[index - 1])
+        lowered = text.lower()
+        hits = [by_id[c] for c in choices if c in by_id and any(
+            line.title and (line.title.lower() in lowered or lowered.strip() in line.title.lower() and len(lowered.strip()) >= 2)
+            for line in by_id[c].lines)]
+        return hits[0] if len(hits) == 1 else None
+
+    def _fitting(self, own: list[OrderBrief], skill: str | None) -> list[OrderBrief]:
+        """The customer's recent orders this question can be about (one fits: do not ask which)."""
+        now = self.now or datetime.now(UTC)
+        recent = [o for o in own if o.placed_at is None or o.placed_at >= now - timedelta(days=RECENT_DAYS)]
+        narrowed = [o for o in recent if self._relevant(o, skill)]
+        return narrowed or recent
+
+    @staticmethod
+    def _relevant(order: OrderBrief, skill: str | None) -> bool:
+        relevant = {
+            "track_order": lambda o: o.in_transit,
+            "delivery_estimate": lambda o: o.in_transit or o.open_for_changes,
+            "urge_shipment": lambda o: o.open_for_changes,
+            "cancel_order": lambda o: o.open_for_changes,
+            "change_address": lambda o: o.open_for_changes,
+            "refund_status": lambda o: o.has_refund,
+            "return_or_exchange": lambda o: o.status in ("delivered", "completed", "partially_refunded"),
+            "price_protection": lambda o: o.status not in ("cancelled", "refunded"),
+            "request_invoice": lambda o: o.status not in ("cancelled", "unpaid"),
+        }.get(skill or "")
+        return relevant is None or bool(relevant(order))
+
+    def _choice_prompt(self, memory: Memory, lang: str) -> str:
+        flow = self.flows.flows.get(memory.flow or "")
+        slot = next((s for s in flow.slots if s.type == "order"), None) if flow else None
+        return self._render(slot.prompt[lang] if slot else "{choices}", memory, lang)
+
+    def _render(self, template: str, memory: Memory, lang: str, extra: dict[str, Any] | None = None) -> str:
+        """Fill a template from the slots, the order in hand, choice labels and the skill's parameters."""
+        choices = memory.slots.get("_choices") or []
+        listing = "".join(f"\n{i}. {memory.orders.get(c, {}).get('headline', c)}" for i, c in enumerate(choices, 1))
+        params: dict[str, Any] = {"choices": listing}
+        order = memory.slots.get("order")
+        if isinstance(order, dict):
+            params["order_number"] = order.get("number")
+            params.update(memory.slots.get("_order_params") or {})
+        flow = self.flows.flows.get(memory.flow or "")
+        for key, value in memory.slots.items():
+            if key.startswith("_") or isinstance(value, dict):
+                continue
+            params[key] = value
+            slot = next((s for s in flow.slots if s.name == key), None) if flow else None
+            if slot is not None and slot.type == "choice":
+                option = next((o for o in slot.options if o["value"] == value), None)
+                words = (option or {}).get(lang) or [value]
+                params[f"{key}_label"] = words[0]
+        params.update(extra or {})
+        return render(template, params).strip()
+
+    # -- skills ----------------------------------------------------------------------------------------
+
+    async def _perform(self, flow: Flow, memory: Memory, customer: Customer, result: TurnResult) -> None:
+        lang = result.language
+        order: OrderBrief | None = None
+        slot_order = memory.slots.get("order")
+        if isinstance(slot_order, dict):
+            own = await self._orders(customer)
+            order = next((o for o in own if o.id == slot_order["id"]), None)
+            if order is None:
+                order = await self.desk.order(tenant_id=customer.tenant_id, number=slot_order["number"])
+            if order is None:
+                raise _Stop(policies.HandoffDecision(policies.ACTION_FAILED, {"skill": flow.skill,
+                                                                              "code": "order_vanished"}),
+                            self.flows.text("order_not_found", lang, number=slot_order["number"]))
+            result.order_category = order.category
+        if flow.skill is None:
+            outcome = Outcome(ok=True, code="default")
+        else:
+            slots = {k: v for k, v in memory.slots.items() if not k.startswith("_")}
+            outcome = await self.desk.perform(
+                tenant_id=customer.tenant_id, skill=flow.skill, order=order, slots=slots, language=lang,
+                idempotency_key=f"bot:{customer.message_id}", contact_id=customer.contact_id,
+                conversation_id=customer.conversation_id)
+        result.actions.append({"skill": flow.skill, "ok": outcome.ok, "code": outcome.code,
+                               "order": order.number if order else None, **outcome.data})
+        params = dict(outcome.params)
+        if order is not None:
+            params.setdefault("order_number", order.number)
+        template = flow.reply(outcome.code, lang)
+        text = self.flows.styled(self._render(template, memory, lang, params), lang) if template else None
+        memory.reset_flow()
+        skill = SKILLS.get(flow.skill or "")
+        failed = not outcome.ok or (skill is not None and outcome.code in skill.failures)
+        if failed or outcome.code in FOLLOW_UP_CODES:
+            reason = policies.ACTION_FAILED if failed else policies.ACTION_FOLLOW_UP
+            raise _Stop(policies.HandoffDecision(reason, {"skill": flow.skill, "code": outcome.code}), text)
+        if text:
+            result.replies.append(text)
+        result.resolved = flow.done
+
+    async def _knowledge(self, text: str, lang: str, customer: Customer) -> str | None:
+        if self.knowledge is None:
+            return None
+        try:
+            answer = await self.knowledge.answer(tenant_id=customer.tenant_id, question=text, language=lang)
+        except Exception:  # the knowledge base is a nice-to-have here; people still get the question
+            return None
+        return self.flows.styled(answer.text, lang) if answer and answer.text.strip() else None
+
+    def _handoff(self, result: TurnResult, decision: policies.HandoffDecision) -> TurnResult:
+        result.handoff = decision
+        result.memory.reset_flow()
+        result.memory.strikes = 0
+        return result

@@ -1,0 +1,159 @@
+"""Reads of the bot domain: the flows in force for a tenant, per-inbox settings, dialogue memory, handoffs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kefu.bot.flows import BRAND, SKILLS, Flow, FlowInvalid, FlowSet, builtin_flows, parse_flow
+from kefu.bot.models import (
+    BotFlow,
+    BotInboxSettings,
+    BotTurn,
+    ContactContext,
+    DialogueState,
+    Handoff,
+    ServiceRequest,
+)
+from kefu.bot.schemas import (
+    BotConversationRead,
+    BotSettingsBase,
+    BotSettingsRead,
+    FlowRead,
+    FlowSummary,
+    HandoffRead,
+)
+from kefu.channels import service as channel_service
+from kefu.conversations import service as conversation_service
+from kefu.core.errors import NotFound
+
+
+async def flow_set(*, session: AsyncSession, tenant_id: str) -> FlowSet:
+    """The built-in flows overlaid with the tenant's saved ones (a saved flow that no longer parses is skipped)."""
+    overrides: dict[str, Flow] = {}
+    for row in await session.scalars(select(BotFlow).where(BotFlow.tenant_id == tenant_id)):
+        try:
+            overrides[row.name] = parse_flow(row.source, expected_name=row.name)
+        except FlowInvalid:
+            continue  # validated on save; only a change of the flow format could get here
+    return FlowSet(overrides)
+
+
+def _summary(flow: Flow, row: BotFlow | None) -> FlowSummary:
+    return FlowSummary(name=flow.name, title=flow.title, intents=list(flow.intents), skill=flow.skill,
+                       origin="tenant" if row is not None else "builtin", version=row.version if row else 0)
+
+
+def flow_read(flow: Flow, row: BotFlow | None) -> FlowRead:
+    slots = [{"name": s.name, "type": s.type, "prompt": s.prompt, "required": s.required,
+              **({"options": [o["value"] for o in s.options]} if s.options else {})} for s in flow.slots]
+    return FlowRead(**_summary(flow, row).model_dump(), source=flow.source, slots=slots, confirm=flow.confirm,
+                    replies=flow.replies, updated_at=row.updated_at if row else None)
+
+
+async def list_flows(*, session: AsyncSession, tenant_id: str) -> list[FlowSummary]:
+    rows = {r.name: r for r in await session.scalars(select(BotFlow).where(BotFlow.tenant_id == tenant_id))}
+    flows = await flow_set(session=session, tenant_id=tenant_id)
+    return [_summary(flow, rows.get(name)) for name, flow in sorted(flows.flows.items())]
+
+
+async def access_flow(*, session: AsyncSession, tenant_id: str, name: str) -> tuple[Flow, BotFlow | None]:
+    """A flow in force for the tenant and its saved row (None for an untouched built-in); 404 otherwise."""
+    row = await session.get(BotFlow, (tenant_id, name))
+    if row is not None:
+        return parse_flow(row.source, expected_name=name), row
+    builtin = builtin_flows().get(name)
+    if builtin is None:
+        raise NotFound("bot_flow_not_found", details={"flow_name": name[:64]})
+    return builtin, None
+
+
+def known_skills() -> list[str]:
+    return sorted(SKILLS)
+
+
+def settings_read(inbox_id: str, row: BotInboxSettings | None) -> BotSettingsRead:
+    values = BotSettingsBase.model_validate(row.settings or {}) if row else BotSettingsBase()
+    values.enabled = bool(row.enabled) if row else False
+    return BotSettingsRead(**values.model_dump(), inbox_id=inbox_id, version=row.version if row else 0,
+                           updated_at=row.updated_at if row else None)
+
+
+async def access_settings(*, session: AsyncSession, tenant_id: str, inbox_id: str) -> tuple[str,
+                                                                                               BotInboxSettings | None]:
+    """The inbox (checked to be the tenant's: 404 inbox_not_found otherwise) and its bot settings row."""
+    inbox = await channel_service.access_inbox(session=session, tenant_id=tenant_id, inbox_id=inbox_id)
+    return inbox.id, await session.get(BotInboxSettings, inbox.id)
+
+
+async def inbox_settings(*, session: AsyncSession, inbox_id: str) -> BotSettingsRead:
+    """Settings for the worker (the inbox id comes from a stored conversation, so it is trusted)."""
+    return settings_read(inbox_id, await session.get(BotInboxSettings, inbox_id))
+
+
+async def bot_enabled_inboxes(*, session: AsyncSession, inbox_ids: set[str]) -> set[str]:
+    """Which of these inboxes start conversations owned by the bot (one query for a whole batch)."""
+    if not inbox_ids:
+        return set()
+    rows = await session.scalars(select(BotInboxSettings.inbox_id).where(
+        BotInboxSettings.inbox_id.in_(inbox_ids), BotInboxSettings.enabled.is_(True)))
+    return set(rows.all())
+
+
+async def dialogue_state(*, session: AsyncSession, conversation_id: str) -> DialogueState | None:
+    return await session.get(DialogueState, conversation_id)
+
+
+async def contact_context(*, session: AsyncSession, contact_id: str) -> ContactContext | None:
+    return await session.get(ContactContext, contact_id)
+
+
+async def claimed_message_ids(*, session: AsyncSession, message_ids: list[str]) -> set[str]:
+    if not message_ids:
+        return set()
+    rows = await session.scalars(select(BotTurn.message_id).where(BotTurn.message_id.in_(message_ids)))
+    return set(rows.all())
+
+
+async def stale_claims(*, session: AsyncSession, before: datetime, limit: int = 100) -> list[BotTurn]:
+    """Turns claimed by a node that never finished them (it died): another node may take them over."""
+    return list((await session.scalars(
+        select(BotTurn).where(BotTurn.outcome == "claimed", BotTurn.created_at < before)
+        .order_by(BotTurn.created_at).limit(limit))).all())
+
+
+def handoff_read(row: Handoff) -> HandoffRead:
+    return HandoffRead.model_validate(row)
+
+
+async def handoffs_of(*, session: AsyncSession, tenant_id: str, conversation_id: str) -> list[Handoff]:
+    return list((await session.scalars(select(Handoff).where(
+        Handoff.tenant_id == tenant_id, Handoff.conversation_id == conversation_id).order_by(Handoff.id))).all())
+
+
+async def access_bot_conversation(*, session: AsyncSession, tenant_id: str,
+                                  conversation_id: str) -> BotConversationRead:
+    """The bot's view of a conversation of the tenant (404 conversation_not_found for others)."""
+    conversation = await conversation_service.access_conversation(session=session, tenant_id=tenant_id,
+                                                                  conversation_id=conversation_id)
+    state = await session.get(DialogueState, conversation.id)
+    handoffs = await handoffs_of(session=session, tenant_id=tenant_id, conversation_id=conversation.id)
+    slots: dict[str, Any] = {k: v for k, v in (state.slots if state else {}).items() if not k.startswith("_")}
+    return BotConversationRead(
+        conversation_id=conversation.id, language=state.language if state else None,
+        flow=state.flow if state else None, slots=slots, handed_off=bool(state and state.handed_off),
+        turns=list(state.turns) if state else [], handoffs=[handoff_read(h) for h in handoffs])
+
+
+def is_brand(name: str) -> bool:
+    return name == BRAND
+
+
+async def find_request(*, session: AsyncSession, tenant_id: str, kind: str, order_ref: str) -> ServiceRequest | None:
+    """The first request of this kind the bot recorded for an order."""
+    return (await session.scalars(select(ServiceRequest).where(
+        ServiceRequest.tenant_id == tenant_id, ServiceRequest.kind == kind, ServiceRequest.order_ref == order_ref)
+        .order_by(ServiceRequest.id).limit(1))).first()
