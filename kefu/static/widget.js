@@ -35,7 +35,9 @@
       connecting: "正在连接…", online: "在线", offline: "正在重新连接…", polling: "在线（兼容模式）",
       sending: "发送中…", retrying: "未发送，正在重试…", failed: "发送失败", earlier: "查看更早的消息",
       unavailable: "暂时无法连接客服，请稍后再试。", greeting: "您好！请问有什么可以帮您？", attachment: "附件",
-      read: "已读",
+      read: "已读", typing: "客服正在输入…", attach: "发送图片或文件", uploading: "正在上传…",
+      uploadFailed: "上传失败", csatTitle: "请为本次服务评分", csatComment: "留言（可选）", csatSubmit: "提交评价",
+      csatThanks: "感谢您的评价！", csatFailed: "评价未提交，请重试", stars: " 星",
     },
     en: {
       title: "Chat with us", open: "Open chat", close: "Close", placeholder: "Type a message…", send: "Send",
@@ -43,6 +45,10 @@
       sending: "Sending…", retrying: "Not sent yet, retrying…", failed: "Could not be sent", earlier: "Earlier messages",
       unavailable: "Chat is unavailable right now. Please try again later.",
       greeting: "Hi! How can we help you today?", attachment: "Attachment", read: "Read",
+      typing: "Agent is typing…", attach: "Send an image or file", uploading: "Uploading…",
+      uploadFailed: "Upload failed", csatTitle: "How did we do?", csatComment: "Comment (optional)",
+      csatSubmit: "Send rating", csatThanks: "Thanks for your feedback!", csatFailed: "Rating not sent, try again",
+      stars: " stars",
     },
   };
 
@@ -79,7 +85,7 @@
       localStorage.setItem(STORE_KEY, JSON.stringify({
         visitor_token: stored.visitor_token || null,
         expires_at: stored.expires_at || null,
-        pending: pending.map(function (p) { return { cid: p.cid, body: p.body, ts: p.ts }; }),
+        pending: pending.map(function (p) { return { cid: p.cid, body: p.body, ts: p.ts, attachments: p.attachments || [] }; }),
       }));
     } catch (e) { /* storage disabled: the widget still works for this page view */ }
   }
@@ -149,15 +155,25 @@
   list.appendChild(earlier);
   list.appendChild(greeting);
 
+  var typingLine = el("div", "kefu-typing", { "data-kefu": "typing", "aria-live": "polite" });
   var form = el("form", "kefu-form");
+  var attachLabel = el("label", "kefu-attach", { title: T.attach, "data-kefu": "attach-label" });
+  var attachInput = el("input", null, { type: "file", accept: "image/*,application/pdf", "data-kefu": "attach",
+    "aria-label": T.attach });
+  var attachIcon = el("span", null, { "aria-hidden": "true" });
+  attachIcon.innerHTML = '<svg viewBox="0 0 24 24"><path d="M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10z"/></svg>';
+  attachLabel.appendChild(attachIcon);
+  attachLabel.appendChild(attachInput);
   var input = el("textarea", "kefu-input", { "data-kefu": "input", rows: "1", placeholder: T.placeholder,
     "aria-label": T.placeholder, maxlength: "10000" });
   var sendBtn = el("button", "kefu-send", { type: "submit", "data-kefu": "send" });
   sendBtn.textContent = T.send;
+  form.appendChild(attachLabel);
   form.appendChild(input);
   form.appendChild(sendBtn);
   panel.appendChild(header);
   panel.appendChild(list);
+  panel.appendChild(typingLine);
   panel.appendChild(form);
 
   var launcher = el("button", "kefu-launcher", { type: "button", "data-kefu": "launcher", "aria-label": T.open,
@@ -192,16 +208,33 @@
     var wrap = el("div", "kefu-msg" + (mine ? " kefu-mine" : ""));
     var b = el("div", "kefu-bubble");
     b.textContent = body || "";
-    (attachments || []).forEach(function (a) {
-      var line = el("span", "kefu-attachment");
-      line.textContent = "📎 " + String((a && a.name) || T.attachment);
-      b.appendChild(line);
-    });
+    (attachments || []).forEach(function (a) { b.appendChild(attachmentNode(a)); });
     var meta = el("div", "kefu-meta");
     meta.textContent = metaText || "";
     wrap.appendChild(b);
     wrap.appendChild(meta);
     return wrap;
+  }
+
+  /** A file in a message: images show inline through a short-lived signed link, other files as a link. */
+  function attachmentNode(a) {
+    var name = String((a && a.name) || T.attachment);
+    var isImage = a && /^image\//.test(String(a.content_type || ""));
+    var node = el(isImage ? "img" : "a", "kefu-attachment", isImage ? { alt: name } : { target: "_blank", rel: "noopener" });
+    if (!isImage) node.textContent = name;
+    var signed = a && a.url && a.url.indexOf("sig=") !== -1 ? a.url : null;
+    var setUrl = function (url) {
+      var abs = /^https?:/.test(url) ? url : ORIGIN + url;
+      if (isImage) node.setAttribute("src", abs); else node.setAttribute("href", abs);
+    };
+    if (signed) setUrl(signed);
+    else if (a && a.id && session) {
+      api("POST", "/api/v1/widget/attachment-links", { attachment_ids: [a.id] }).then(function (page) {
+        var link = (page.data || [])[0];
+        if (link && link.url) setUrl(link.url);
+      }, function () {});
+    }
+    return node;
   }
 
   function firstPendingNode() { return list.querySelector(".kefu-pending"); }
@@ -268,7 +301,7 @@
   // ---- sending ------------------------------------------------------------------------------------------
   function renderPending(p) {
     if (p.node) return;
-    p.node = bubble(p.body, null, true, T.sending);
+    p.node = bubble(p.body, p.attachments, true, T.sending);
     p.node.classList.add("kefu-pending");
     p.node.setAttribute("data-client-id", p.cid);
     list.appendChild(p.node);
@@ -304,10 +337,10 @@
       if (p.inflightSince) p.node.querySelector(".kefu-meta").textContent = T.retrying;
       if (mode === "ws" && ws && wsRegistered) {
         p.inflightSince = now;
-        ws.send(JSON.stringify({ type: "message.send", id: p.cid, data: { body: p.body } }));
+        ws.send(JSON.stringify({ type: "message.send", id: p.cid, data: { body: p.body, attachments: refs(p) } }));
       } else if (mode === "poll" && session) {
         p.inflightSince = now;
-        api("POST", "/api/v1/widget/messages", { body: p.body, client_message_id: p.cid }).then(function (m) {
+        api("POST", "/api/v1/widget/messages", { body: p.body, client_message_id: p.cid, attachments: refs(p) }).then(function (m) {
           showMessage(m);
         }, function (err) {
           if (err && (err.status === 422 || err.status === 400)) { failPending(p.cid); return; }
@@ -318,13 +351,129 @@
     });
   }
 
+  function refs(p) { return (p.attachments || []).map(function (a) { return { id: a.id }; }); }
+
   setInterval(function () { if (pending.length) flushPending(); }, 5000);
+
+  // ---- uploads ------------------------------------------------------------------------------------------
+  attachInput.addEventListener("change", function () {
+    var file = attachInput.files && attachInput.files[0];
+    attachInput.value = "";
+    if (!file) return;
+    ensureStarted();
+    setStatus("uploading");
+    (sessionPromise || startSession()).then(function () {
+      return fetch(ORIGIN + "/api/v1/widget/attachments?filename=" + encodeURIComponent(file.name), {
+        method: "POST", body: file, credentials: "omit",
+        headers: { "Authorization": "Bearer " + session.visitor_token, "Accept-Language": LOCALE },
+      });
+    }).then(function (res) {
+      if (!res.ok) throw new Error("http_" + res.status);
+      return res.json();
+    }).then(function (stored) {
+      setStatus(mode === "poll" ? "polling" : "online");
+      pending.push({ cid: newClientId(), body: "", ts: Date.now(), attachments: [{
+        id: stored.id, name: stored.filename, content_type: stored.content_type, url: stored.url }] });
+      save();
+      flushPending();
+    }, function () {
+      setStatus("uploadFailed");
+    });
+  });
+
+  // ---- typing -------------------------------------------------------------------------------------------
+  var typingSentAt = 0;
+  var typingTimer = null;
+  function sendTyping(on) {
+    if (!ws || !wsRegistered) return;
+    var now = Date.now();
+    if (on && now - typingSentAt < 3000) return;
+    if (!on && !typingSentAt) return;
+    typingSentAt = on ? now : 0;
+    ws.send(JSON.stringify({ type: "typing", data: { typing: on } }));
+  }
+  input.addEventListener("input", function () { if (input.value) sendTyping(true); });
+  input.addEventListener("blur", function () { sendTyping(false); });
+
+  function showAgentTyping(on) {
+    typingLine.textContent = on ? T.typing : "";
+    if (typingTimer) clearTimeout(typingTimer);
+    typingTimer = on ? setTimeout(function () { typingLine.textContent = ""; }, 6000) : null;
+  }
+
+  // ---- satisfaction rating (CSAT) -----------------------------------------------------------------------
+  var csatEnabled = true;
+  var csatNode = null;
+  function showCsat(conversationId) {
+    if (!csatEnabled || !conversationId) return;
+    if (csatNode && csatNode.getAttribute("data-conversation-id") === conversationId) return;
+    hideCsat();
+    var box = el("form", "kefu-csat", { "data-kefu": "csat", "data-conversation-id": conversationId });
+    var heading = el("div", "kefu-csat-title");
+    heading.textContent = T.csatTitle;
+    var stars = el("div", "kefu-stars", { role: "radiogroup", "aria-label": T.csatTitle });
+    var rating = 0;
+    var buttons = [];
+    for (var n = 1; n <= 5; n++) {
+      (function (value) {
+        var star = el("button", "kefu-star", { type: "button", role: "radio", "aria-checked": "false",
+          "aria-label": value + T.stars, "data-kefu": "star-" + value });
+        star.textContent = "★";
+        star.addEventListener("click", function () {
+          rating = value;
+          buttons.forEach(function (btn, i) {
+            btn.classList.toggle("kefu-on", i < value);
+            btn.setAttribute("aria-checked", i === value - 1 ? "true" : "false");
+          });
+          submit.disabled = false;
+        });
+        buttons.push(star);
+        stars.appendChild(star);
+      })(n);
+    }
+    var comment = el("textarea", "kefu-csat-comment", { "data-kefu": "csat-comment", rows: "2", maxlength: "1000",
+      placeholder: T.csatComment, "aria-label": T.csatComment });
+    var submit = el("button", "kefu-send", { type: "submit", "data-kefu": "csat-submit" });
+    submit.textContent = T.csatSubmit;
+    submit.disabled = true;
+    var note = el("div", "kefu-meta", { "aria-live": "polite" });
+    box.appendChild(heading);
+    box.appendChild(stars);
+    box.appendChild(comment);
+    box.appendChild(submit);
+    box.appendChild(note);
+    box.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (!rating) return;
+      submit.disabled = true;
+      api("POST", "/api/v1/widget/csat", { conversation_id: conversationId, rating: rating,
+                                           comment: comment.value.trim() || null }).then(function () {
+        box.textContent = "";
+        var thanks = el("div", "kefu-csat-title", { "data-kefu": "csat-thanks" });
+        thanks.textContent = T.csatThanks;
+        box.appendChild(thanks);
+      }, function (err) {
+        submit.disabled = false;
+        note.textContent = T.csatFailed;
+        if (err && (err.code === "csat_disabled" || err.code === "conversation_not_resolved")) hideCsat();
+      });
+    });
+    csatNode = box;
+    list.appendChild(box);
+    scrollToEnd();
+  }
+
+  function hideCsat() {
+    if (csatNode && csatNode.parentNode) csatNode.parentNode.removeChild(csatNode);
+    csatNode = null;
+  }
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     var body = input.value;
     if (!body.trim()) return;
     input.value = "";
+    sendTyping(false);
     pending.push({ cid: newClientId(), body: body, ts: Date.now() });
     save();
     ensureStarted();
@@ -412,6 +561,11 @@
   }
 
   function applyConfig(w) {
+    if (w.csat_enabled === false) csatEnabled = false;
+    if (w.launcher_label) {
+      launcher.setAttribute("aria-label", w.launcher_label);
+      launcher.setAttribute("title", w.launcher_label);
+    }
     if (w.color && /^#[0-9a-fA-F]{6}$/.test(w.color)) host.style.setProperty("--kefu-color", w.color);
     host.classList.toggle("kefu-left", w.position === "left");
     if (w.greeting) greetingBubble.textContent = w.greeting;
@@ -459,7 +613,20 @@
       case "message.updated":
         noteEventId(f.id);
         if (f.data && f.data.read) applyReceipt(f.data.read);
-        if (f.data && f.data.message && !f.data.message.private) showMessage(f.data.message);
+        if (f.data && f.data.message && !f.data.message.private) {
+          if (f.data.message.sender_kind === "agent") showAgentTyping(false);
+          showMessage(f.data.message);
+        }
+        scheduleAck();
+        return;
+      case "conversation.typing":
+        if (f.data && f.data.sender_kind !== "customer") showAgentTyping(!!f.data.typing);
+        return;
+      case "conversation.updated":
+        noteEventId(f.id);
+        var conv = f.data && f.data.conversation;
+        if (conv && conv.status === "resolved") showCsat(conv.id);
+        else if (conv && conv.status === "open" && csatNode && !csatNode.querySelector("[data-kefu=csat-thanks]")) hideCsat();
         scheduleAck();
         return;
       default:
@@ -579,6 +746,7 @@
   function setOpen(open) {
     isOpen = open;
     panel.hidden = !open;
+    host.classList.toggle("kefu-open", open);
     launcher.setAttribute("aria-expanded", open ? "true" : "false");
     if (open) {
       unread = 0;
