@@ -49,6 +49,35 @@ STATUS_OF: dict[str, int] = {
     "password_too_short": 422, "current_password_required": 422, "current_password_incorrect": 422,
     "unknown_scope": 422, "expires_at_in_past": 422,
     "login_rate_limited": 429, "rate_limited": 429,
+    # bot
+    "bot_flow_not_found": 404, "bot_handoff_not_found": 404, "bot_flow_exists": 409, "bot_flow_invalid": 422,
+    # commerce (orders)
+    "order_not_found": 404, "connector_not_found": 404, "order_line_not_found": 404,
+    "invalid_webhook_signature": 401,
+    "order_already_shipped": 409, "order_closed": 409, "order_not_refundable": 409, "refund_exceeds_paid": 409,
+    "return_not_eligible": 409, "price_protection_not_eligible": 409, "price_already_protected": 409,
+    "order_action_in_progress": 409, "order_action_refused": 409, "webhook_in_progress": 409,
+    "unknown_order_line": 422, "invalid_quantity": 422, "currency_mismatch": 422, "lookup_key_required": 422,
+    "unknown_lookup_field": 422, "unknown_format": 422, "invalid_order_payload": 422,
+    "invalid_webhook_payload": 422, "invalid_connector_config": 422,
+    "order_system_unavailable": 503,
+    # language understanding
+    "nlu_intent_not_found": 404, "nlu_example_not_found": 404, "nlu_pattern_not_found": 404,
+    "nlu_intent_exists": 409, "nlu_pattern_exists": 409, "nlu_reserved_intent": 422, "nlu_unknown_intent": 422,
+    "nlu_invalid_pattern": 422, "nlu_too_many_examples": 422,
+    # knowledge base
+    "kb_entry_not_found": 404, "kb_answer_not_found": 404, "kb_entry_key_taken": 409,
+    "kb_invalid_transition": 409, "kb_invalid_validity": 422, "kb_import_too_large": 413,
+    # routing (ACD)
+    "agent_not_found": 404, "queue_not_found": 404, "workflow_not_found": 404, "task_not_found": 404,
+    "offer_not_found": 404, "offer_not_yours": 403, "offer_expired": 409, "offer_not_pending": 409,
+    "task_not_active": 409, "invalid_expression": 422, "workflow_empty": 422, "workflow_cycle": 422,
+    "invalid_target": 422, "invalid_transfer": 422,
+    # workspace: attachments, CSAT, canned responses
+    "attachment_not_found": 404, "csat_not_found": 404, "canned_response_not_found": 404,
+    "conversation_not_resolved": 409, "csat_disabled": 409, "csat_locked": 409, "canned_shortcut_taken": 409,
+    "attachment_too_large": 413, "unsupported_attachment_type": 415,
+    "empty_attachment": 422, "invalid_attachment": 422, "canned_body_required": 422, "invalid_shortcut": 422,
 }
 # Every authenticated route can answer these.
 AUTH_ERRORS = ("unauthenticated", "invalid_token", "forbidden", "insufficient_scope")

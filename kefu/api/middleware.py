@@ -102,6 +102,10 @@ def _contains_nul(body: bytes) -> bool:
     return False
 
 
+# Raw file uploads (see kefu/api/v1/attachments.py): limited by KEFU_ATTACHMENT_MAX_BYTES instead.
+UPLOAD_PATHS = frozenset({"/api/v1/attachments", "/api/v1/widget/attachments"})
+
+
 class BodyLimitMiddleware:
     """Rejects bodies over the configured size (413) and JSON bodies that are not UTF-8 (400), before routing."""
 
@@ -119,10 +123,13 @@ class BodyLimitMiddleware:
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
 
+        max_bytes, too_large = self.max_bytes, "payload_too_large"
+        upload = scope["path"] in UPLOAD_PATHS
+        if upload:  # raw file bodies: their own, larger limit and error code, and no JSON checks
+            max_bytes, too_large = scope["app"].state.runtime.settings.attachment_max_bytes, "attachment_too_large"
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _send_error(send, 413, "payload_too_large",
-                                     translate("payload_too_large", lang, limit=self.max_bytes))
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            return await _send_error(send, 413, too_large, translate(too_large, lang, limit=max_bytes))
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -132,14 +139,13 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                return await _send_error(send, 413, "payload_too_large",
-                                         translate("payload_too_large", lang, limit=self.max_bytes))
+            if size > max_bytes:
+                return await _send_error(send, 413, too_large, translate(too_large, lang, limit=max_bytes))
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         content_type = headers.get(b"content-type", b"").lower()
-        if body and (b"json" in content_type or not content_type):
+        if body and not upload and (b"json" in content_type or not content_type):
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError:

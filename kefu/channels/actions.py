@@ -9,14 +9,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kefu.audit import actions as audit_actions
+from kefu.bot import service as bot_service
 from kefu.channels import identity, visitor_tokens
 from kefu.channels.models import IdentityNonce, Inbox
-from kefu.channels.schemas import InboxCreate, InboxUpdate, WidgetSessionCreate, WidgetSessionRead
+from kefu.channels.schemas import (
+    InboxAppearanceUpdate,
+    InboxCreate,
+    InboxSettings,
+    InboxUpdate,
+    WidgetSessionCreate,
+    WidgetSessionRead,
+)
 from kefu.channels.service import get_public_inbox, widget_config, widget_locale
 from kefu.channels.visitor_tokens import VisitorClaims
 from kefu.contacts import actions as contact_actions
@@ -67,6 +76,26 @@ async def do_update_inbox(
     inbox.version += 1
     inbox.updated_at = utcnow()
     await uow.session.flush()
+    return inbox
+
+
+async def do_update_inbox_appearance(
+    uow: UnitOfWork, *, inbox: Inbox, data: InboxAppearanceUpdate, expected_version: int | None = None
+) -> Inbox:
+    """Merge the widget look fields sent into the inbox settings (the rest of the settings stay)."""
+    check_version(inbox.version, expected_version)
+    merged = {**(inbox.settings or {}), **data.model_dump(exclude_unset=True)}
+    if any(merged.get(key) is None for key in ("color", "position", "csat_enabled", "locale") if key in merged):
+        raise ValidationFailed("validation_error", details={"field": "settings"})
+    try:
+        settings = InboxSettings.model_validate(merged).model_dump()
+    except PydanticValidationError:
+        raise ValidationFailed("validation_error", details={"field": "settings"}) from None
+    if settings != inbox.settings:
+        inbox.settings = settings
+        inbox.version += 1
+        inbox.updated_at = utcnow()
+        await uow.session.flush()
     return inbox
 
 
@@ -207,6 +236,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     contacts = await contact_service.visitor_contacts(
         session=session, visitors={(item.claims.tenant_id, item.claims.visitor_id) for item in items})
     live = await conversation_service.live_conversations(session=session, contact_ids=set(contacts.values()))
+    # Inboxes with the bot switched on start conversations owned by the bot (it answers first).
+    bot_inboxes = await bot_service.bot_enabled_inboxes(session=session, inbox_ids=set(inboxes))
     outcomes: list[PostOutcome | None] = [None] * len(items)
     posts: list[MessagePost] = []
     slots: list[int] = []
@@ -227,7 +258,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         if conversation is None or conversation.tenant_id != claims.tenant_id:
             conversation = conversation_actions.do_start_conversation(
                 uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
-                channel="webchat", locale=item.locale)
+                channel="webchat", locale=item.locale,
+                owner_kind="bot" if claims.inbox_id in bot_inboxes else "queue")
             live[(claims.inbox_id, contact_id)] = conversation
         posts.append(MessagePost(conversation=conversation, sender_kind="customer",
                                  sender_id=conversation.contact_id, body=item.body, attachments=item.attachments,

@@ -21,6 +21,26 @@ class InboxSettings(BaseModel):
     locale: Literal["auto", "zh", "en"] = "auto"
     # Accept Intercom-style static hashes (HMAC of the customer id alone). They cannot be replay-checked.
     accept_static_identity_hash: bool = True
+    launcher_label_zh: str | None = Field(default=None, max_length=40)
+    launcher_label_en: str | None = Field(default=None, max_length=40)
+    csat_enabled: bool = True  # ask the customer for a 1-5 rating when a conversation is resolved
+
+
+class InboxAppearanceUpdate(BaseModel):
+    """Widget look fields to change; absent fields keep their value. Send ``If-Match: <version>``."""
+
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
+    position: Literal["right", "left"] | None = None
+    greeting_zh: str | None = Field(default=None, max_length=500)
+    greeting_en: str | None = Field(default=None, max_length=500)
+    launcher_label_zh: str | None = Field(default=None, max_length=40)
+    launcher_label_en: str | None = Field(default=None, max_length=40)
+    csat_enabled: bool | None = None
+    locale: Literal["auto", "zh", "en"] | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "color": "#e4393c", "position": "left", "greeting_zh": "您好！有什么可以帮您？", "greeting_en": "Hi! How can we help?",
+        "launcher_label_zh": "联系客服", "launcher_label_en": "Chat with us", "csat_enabled": True}]})
 
 
 class InboxCreate(BaseModel):
@@ -83,6 +103,8 @@ class WidgetConfig(BaseModel):
     color: str
     position: str
     locale: str
+    launcher_label: str = ""
+    csat_enabled: bool = True
 
 
 class WidgetSessionRead(BaseModel):

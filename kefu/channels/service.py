@@ -56,9 +56,10 @@ def widget_locale(inbox: Inbox, requested: str | None, negotiated: str) -> str:
 def widget_config(inbox: Inbox, locale: str) -> WidgetConfig:
     settings = inbox.settings or {}
     greeting = settings.get(f"greeting_{locale}") or translate("widget.greeting", locale)
+    launcher = settings.get(f"launcher_label_{locale}") or translate("workspace.launcher_label", locale)
     return WidgetConfig(inbox_id=inbox.id, name=inbox.name, greeting=greeting,
                         color=settings.get("color", "#1677ff"), position=settings.get("position", "right"),
-                        locale=locale)
+                        locale=locale, launcher_label=launcher, csat_enabled=bool(settings.get("csat_enabled", True)))
 
 
 async def visitor_events(

@@ -8,17 +8,19 @@ explicitly (later issues), never from ORM callbacks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from kefu.attachments import actions as attachment_actions
+from kefu.attachments import service as attachment_service
 from kefu.auth import service as auth_service
 from kefu.conversations import policies
 from kefu.conversations import service as conversation_service
-from kefu.conversations.models import Conversation, ConversationTag, Message
+from kefu.conversations.models import Conversation, ConversationReadMarker, ConversationTag, Message
 from kefu.conversations.schemas import ConversationRead, MessageRead
 from kefu.conversations.service import conversation_read, message_read
 from kefu.core.clock import utcnow
@@ -27,6 +29,7 @@ from kefu.core.i18n import translate
 from kefu.core.ids import new_id
 from kefu.events import types as ev
 from kefu.events.uow import UnitOfWork
+from kefu.routing import actions as routing_actions
 
 
 async def do_open_conversation(
@@ -70,6 +73,8 @@ def do_start_conversation(
     uow.session.add(conversation)
     uow.emit(ev.CONVERSATION_CREATED, tenant_id=tenant_id, conversation_id=conversation.id, contact_id=contact_id,
              data={"conversation": conversation_read(conversation, []).model_dump(mode="json")})
+    if owner_kind == "queue":
+        routing_actions.enqueue_new_conversation(uow, conversation=conversation)
     return conversation
 
 
@@ -98,6 +103,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
     Inserts and updates are left to the commit's flush, which sends them as a few multi-row statements.
     """
     session = uow.session
+    posts = list(posts)  # attachment references are resolved in place
     outcomes: list[PostOutcome | None] = [None] * len(posts)
     valid: list[int] = []
     for index, post in enumerate(posts):
@@ -107,6 +113,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
             outcomes[index] = Conflict("conversation_closed")
         else:
             valid.append(index)
+    valid = await _resolve_attachments(session, posts, outcomes, valid)
     keyed = [posts[i] for i in valid if posts[i].client_message_id is not None]
     stored: dict[tuple[str, str, str | None], MessageRead] = {}
     if keyed:
@@ -116,6 +123,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
         stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}
     race_safe = len(posts) == 1
     bulk: list[dict[str, Any]] = []
+    owners = {posts[i].conversation.id: _ownership(posts[i].conversation) for i in valid}
     for index in valid:
         post = posts[index]
         conversation = post.conversation
@@ -155,7 +163,55 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
     if bulk:
         await session.flush()  # conversations started in this batch must exist before their messages
         await session.execute(insert(Message), bulk)
+    for index in valid:
+        outcome, post = outcomes[index], posts[index]
+        uploads = [a["id"] for a in post.attachments or () if a.get("id")]
+        if uploads and isinstance(outcome, tuple) and outcome[1]:
+            await attachment_actions.do_attach_to_conversation(
+                uow, conversation_id=post.conversation.id, attachment_ids=uploads, public=not post.private)
+    # A customer reopening a conversation or an agent answering first changes who owns it: tell routing.
+    changed = {posts[i].conversation.id: posts[i].conversation for i in valid
+               if _ownership(posts[i].conversation) != owners[posts[i].conversation.id]}
+    if changed:
+        await routing_actions.do_sync_conversations(uow, conversations=list(changed.values()))
     return outcomes  # type: ignore[return-value]
+
+
+def _ownership(conversation: Conversation) -> tuple[str, str, str | None]:
+    return conversation.status, conversation.owner_kind, conversation.assignee_id
+
+
+async def _resolve_attachments(session: Any, posts: Sequence[MessagePost], outcomes: list[PostOutcome | None],
+                               valid: list[int]) -> list[int]:
+    """Replace ``{"id": "att_…"}`` references with the stored metadata (one query for the whole batch);
+    a post naming an upload it may not use is refused with ``invalid_attachment``."""
+    wanted = {a["id"] for i in valid for a in posts[i].attachments or () if a.get("id")}
+    if not wanted:
+        return valid
+    stored = await attachment_service.load_many(session=session, attachment_ids=wanted)
+    kept = []
+    for index in valid:
+        post = posts[index]
+        if not any(a.get("id") for a in post.attachments or ()):
+            kept.append(index)
+            continue
+        resolved = []
+        for item in post.attachments or ():
+            if not item.get("id"):
+                resolved.append(item)
+                continue
+            found = stored.get(item["id"])
+            if not attachment_service.may_reference(found, tenant_id=post.conversation.tenant_id,
+                                                    sender_kind=post.sender_kind, inbox_id=post.conversation.inbox_id):
+                resolved = None
+                break
+            resolved.append(attachment_service.message_attachment(found))  # type: ignore[arg-type]
+        if resolved is None:
+            outcomes[index] = ValidationFailed("invalid_attachment", details={"field": "attachments"})
+            continue
+        posts[index] = replace(post, attachments=resolved)  # type: ignore[index]  (a list, see the caller)
+        kept.append(index)
+    return kept
 
 
 def _apply_message(uow: UnitOfWork, conversation: Conversation, post: MessagePost, read: MessageRead,
@@ -279,6 +335,35 @@ async def do_mark_read(
     return ids
 
 
+async def do_advance_read_marker(
+    uow: UnitOfWork, *, conversation: Conversation, user_id: str, up_to_message_id: str
+) -> str:
+    """Move ``user_id``'s read mark on this conversation forwards to ``up_to_message_id`` (never back);
+    returns the mark now stored. Private to that agent: nothing is emitted."""
+    session = uow.session
+    marker = await conversation_service.read_marker(session=session, conversation_id=conversation.id, user_id=user_id)
+    if marker is None:
+        try:
+            async with session.begin_nested():
+                session.add(ConversationReadMarker(conversation_id=conversation.id, user_id=user_id,
+                                                   tenant_id=conversation.tenant_id,
+                                                   last_read_message_id=up_to_message_id, updated_at=utcnow()))
+                await session.flush()
+            return up_to_message_id
+        except IntegrityError:  # the same agent's other tab won the insert; move that row instead
+            marker = await conversation_service.read_marker(session=session, conversation_id=conversation.id,
+                                                            user_id=user_id)
+            if marker is None:
+                raise
+    if up_to_message_id > marker.last_read_message_id:
+        await session.execute(update(ConversationReadMarker).where(
+            ConversationReadMarker.conversation_id == conversation.id, ConversationReadMarker.user_id == user_id,
+            ConversationReadMarker.last_read_message_id < up_to_message_id,
+        ).values(last_read_message_id=up_to_message_id, updated_at=utcnow()))
+        return up_to_message_id
+    return marker.last_read_message_id
+
+
 async def _emit_updated(uow: UnitOfWork, conversation: Conversation) -> ConversationRead:
     read = await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
     uow.emit(ev.CONVERSATION_UPDATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
@@ -326,6 +411,7 @@ async def do_change_status(
     _touch(conversation)
     await _apply_status(uow, conversation=conversation, status=status, default_locale=default_locale)
     await uow.session.flush()
+    await routing_actions.do_sync_conversation(uow, conversation=conversation)
     return await _emit_updated(uow, conversation)
 
 
@@ -372,6 +458,7 @@ async def do_update_conversation(
         # Last, so that its system message's event carries the conversation with the other edits applied.
         await _apply_status(uow, conversation=conversation, status=new_status, default_locale=default_locale)
     await session.flush()
+    await routing_actions.do_sync_conversation(uow, conversation=conversation)
     return await _emit_updated(uow, conversation)
 
 
@@ -435,3 +522,19 @@ async def do_move_conversations(
     for conversation in conversations:
         await _emit_updated(uow, conversation)
     return [c.id for c in conversations]
+
+
+async def do_set_owner(uow: UnitOfWork, *, conversation: Conversation, owner_kind: str,
+                       priority: int | None = None) -> ConversationRead:
+    """Hand a conversation between the bot and people (``bot`` → ``queue``), e.g. on a bot handoff."""
+    if owner_kind not in ("bot", "queue", "agent"):
+        raise ValidationFailed("validation_error", details={"field": "owner_kind"})
+    if conversation.owner_kind == owner_kind and (priority is None or priority <= conversation.priority):
+        return await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
+    conversation.owner_kind = owner_kind
+    if priority is not None and priority > conversation.priority:
+        conversation.priority = priority
+    _touch(conversation)
+    await uow.session.flush()
+    await routing_actions.do_sync_conversation(uow, conversation=conversation)
+    return await _emit_updated(uow, conversation)

@@ -69,3 +69,15 @@ class ConversationTag(Base):
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
     created_at: Mapped[datetime]
+
+
+class ConversationReadMarker(Base):
+    """How far each agent has read a conversation: their unread count is the customer's messages after it."""
+
+    __tablename__ = "conversation_read_markers"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    last_read_message_id: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[datetime]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kefu.core.schemas import ReadModel
 
@@ -15,12 +15,22 @@ SenderKind = Literal["customer", "agent", "bot", "system"]
 
 
 class Attachment(BaseModel):
-    """Attachment metadata; the file itself lives in object storage (a later issue)."""
+    """A file on a message: ``{"id": "att_…"}`` of an upload (the server fills in the stored metadata), or
+    inline metadata (``name``, ``content_type``, ``size``, ``url``) of a file hosted elsewhere."""
 
-    name: str = Field(min_length=1, max_length=255)
-    content_type: str = Field(min_length=1, max_length=100)
-    size: int = Field(ge=0, le=100 * 1024 * 1024)
+    id: str | None = Field(default=None, min_length=1, max_length=40)
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    content_type: str | None = Field(default=None, min_length=1, max_length=100)
+    size: int | None = Field(default=None, ge=0, le=100 * 1024 * 1024)
+    width: int | None = Field(default=None, ge=1, le=100_000)
+    height: int | None = Field(default=None, ge=1, le=100_000)
     url: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _id_or_metadata(self) -> Attachment:
+        if self.id is None and (self.name is None or self.content_type is None or self.size is None):
+            raise ValueError("an attachment needs an id, or name, content_type and size")
+        return self
 
 
 class MessageBase(BaseModel):
@@ -66,6 +76,8 @@ class ConversationRead(ReadModel):
     last_message_preview: str | None
     message_count: int
     tags: list[str] = Field(default_factory=list)
+    unread_count: int | None = Field(default=None, description="Customer messages after the caller's read mark "
+                                     "(in lists for users; null otherwise)")
     version: int
     created_at: datetime
     updated_at: datetime

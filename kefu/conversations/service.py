@@ -6,12 +6,13 @@ Objects of another tenant and missing ones raise the same ``NotFound``, so ids l
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kefu.conversations.models import Conversation, ConversationTag, Message
+from kefu.conversations.models import Conversation, ConversationReadMarker, ConversationTag, Message
 from kefu.conversations.schemas import ConversationRead, MessageRead
 from kefu.core.errors import NotFound
 
@@ -51,9 +52,31 @@ async def list_conversations(
     after_id: str | None = None,
     limit: int = 50,
     order: Literal["asc", "desc"] = "asc",
+    channel: str | None = None,
+    tag: str | None = None,
+    text: str | None = None,
+    sort: Literal["created", "last_activity"] = "created",
+    after_activity: datetime | None = None,
 ) -> list[Conversation]:
-    """Conversations of a tenant in creation order (or newest first); ``after_id`` continues a page."""
+    """Conversations of a tenant in creation order (or newest first); ``after_id`` continues a page.
+
+    ``sort="last_activity"`` lists the most recently active first (last message, else creation) and
+    continues after (``after_activity``, ``after_id``). ``text`` matches customer-visible message bodies
+    and the subject, case-insensitively.
+    """
     query = select(Conversation).where(Conversation.tenant_id == tenant_id)
+    if channel is not None:
+        query = query.where(Conversation.channel == channel)
+    if tag is not None:
+        query = query.where(Conversation.id.in_(select(ConversationTag.conversation_id).where(
+            ConversationTag.tenant_id == tenant_id, ConversationTag.tag == tag)))
+    if text is not None:
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(
+            func.lower(Conversation.subject).like(pattern, escape="\\"),
+            Conversation.id.in_(select(Message.conversation_id).where(
+                Message.tenant_id == tenant_id, Message.private.is_(False),
+                func.lower(Message.body).like(pattern, escape="\\")))))
     if status is not None:
         query = query.where(Conversation.status == status)
     if inbox_id is not None:
@@ -64,6 +87,13 @@ async def list_conversations(
         query = query.where(Conversation.assignee_id.is_(None))
     elif assignee_id is not None:
         query = query.where(Conversation.assignee_id == assignee_id)
+    if sort == "last_activity":
+        activity = func.coalesce(Conversation.last_message_at, Conversation.created_at)
+        if after_activity is not None and after_id is not None:
+            query = query.where(or_(activity < after_activity,
+                                    and_(activity == after_activity, Conversation.id < after_id)))
+        query = query.order_by(activity.desc(), Conversation.id.desc())
+        return list((await session.scalars(query.limit(limit))).all())
     if order == "desc":
         if after_id is not None:
             query = query.where(Conversation.id < after_id)
@@ -235,3 +265,64 @@ async def list_messages(
     if after_id is not None:
         query = query.where(Message.id > after_id)
     return list((await session.scalars(query.order_by(Message.id).limit(limit))).all())
+
+
+def _unread_query(user_id: str) -> Select[tuple[str, int]]:
+    """Customer messages after ``user_id``'s read mark, counted per conversation (filter the conversations)."""
+    marker = ConversationReadMarker
+    return (
+        select(Message.conversation_id, func.count())
+        .outerjoin(marker, and_(marker.conversation_id == Message.conversation_id, marker.user_id == user_id))
+        .where(Message.sender_kind == "customer", Message.private.is_(False),
+               or_(marker.last_read_message_id.is_(None), Message.id > marker.last_read_message_id))
+        .group_by(Message.conversation_id)
+    )
+
+
+async def unread_counts(*, session: AsyncSession, user_id: str, conversation_ids: list[str]) -> dict[str, int]:
+    """Per conversation: customer messages after the user's read mark (0 when none), in one query."""
+    if not conversation_ids:
+        return {}
+    rows = (await session.execute(_unread_query(user_id).where(Message.conversation_id.in_(conversation_ids)))).all()
+    counts = dict.fromkeys(conversation_ids, 0)
+    counts.update({cid: int(n) for cid, n in rows})
+    return counts
+
+
+async def unread_total(
+    *, session: AsyncSession, tenant_id: str, user_id: str, assignee_id: str | None, unassigned: bool = False
+) -> tuple[int, int]:
+    """(unread messages, conversations with any) over open and pending conversations of that assignee
+    (``assignee_id=None`` and not ``unassigned``: every one of the tenant)."""
+    live = select(Conversation.id).where(Conversation.tenant_id == tenant_id,
+                                         Conversation.status.in_(("open", "pending")))
+    if unassigned:
+        live = live.where(Conversation.assignee_id.is_(None))
+    elif assignee_id is not None:
+        live = live.where(Conversation.assignee_id == assignee_id)
+    rows = (await session.execute(_unread_query(user_id).where(Message.conversation_id.in_(live)))).all()
+    return sum(int(n) for _, n in rows), sum(1 for _, n in rows if n)
+
+
+async def read_marker(*, session: AsyncSession, conversation_id: str, user_id: str) -> ConversationReadMarker | None:
+    return await session.get(ConversationReadMarker, (conversation_id, user_id))
+
+
+async def conversations_by_ids(*, session: AsyncSession, tenant_id: str, ids: set[str]) -> list[Conversation]:
+    if not ids:
+        return []
+    return list((await session.scalars(select(Conversation).where(
+        Conversation.tenant_id == tenant_id, Conversation.id.in_(ids)).order_by(Conversation.id))).all())
+
+
+async def unanswered_bot_candidates(*, session: AsyncSession, since: datetime, limit: int = 200) -> list[
+        tuple[str, str, str]]:
+    """(tenant id, conversation id, message id) of customer messages since ``since`` in live conversations the
+    bot owns, oldest first: the bot's restart sweep filters out those it already answered."""
+    rows = await session.execute(
+        select(Message.tenant_id, Message.conversation_id, Message.id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.owner_kind == "bot", Conversation.status.in_(("open", "pending")),
+               Message.sender_kind == "customer", Message.private.is_(False), Message.created_at >= since)
+        .order_by(Message.id).limit(limit))
+    return [(t, c, m) for t, c, m in rows.all()]

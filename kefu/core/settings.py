@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Published events older than this are deleted; a client resuming from before that is told to resync.
     outbox_retention_hours: float = Field(default=72.0, gt=0)
     group_commit_max_batch: int = Field(default=256, ge=1)
+    # Uploaded files (attachments) live under this folder; in scale-out it must be a shared volume.
+    data_dir: Path = Path("./var")
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    attachment_url_ttl_seconds: int = Field(default=900, ge=10)
     node_id: str | None = None
     log_level: str = "INFO"
     log_json: bool = True

@@ -11,9 +11,14 @@ from sqlalchemy import select
 
 from kefu.auth import actions as auth_actions
 from kefu.auth.models import User
+from kefu.bot import actions as bot_actions
+from kefu.bot import service as bot_service
+from kefu.bot.schemas import BotSettingsBase
 from kefu.channels import actions as channel_actions
 from kefu.channels.models import Inbox
 from kefu.channels.schemas import InboxCreate, InboxSettings
+from kefu.knowledge import demo as knowledge_demo
+from kefu.routing import demo as routing_demo
 from kefu.runtime import Runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants import service as tenant_service
@@ -60,7 +65,19 @@ async def seed_demo(runtime: Runtime) -> DemoInfo:
                                                       role=role, password=password, locale="zh")
         inbox = (await uow.session.scalars(
             select(Inbox).where(Inbox.tenant_id == tenant.id).order_by(Inbox.id).limit(1))).one()
+        # The demo chat starts with the bot (once; an admin who switches it off later is not overruled).
+        _, bot_settings = await bot_service.access_settings(session=uow.session, tenant_id=tenant.id,
+                                                            inbox_id=inbox.id)
+        if bot_settings is None:
+            await bot_actions.do_update_settings(uow, tenant_id=tenant.id, inbox_id=inbox.id, row=None,
+                                                 data=BotSettingsBase(enabled=True, default_language="zh"),
+                                                 expected_version=None)
+        await knowledge_demo.seed_demo_kb(uow, tenant_id=tenant.id)
+        await routing_demo.seed_routing(uow, tenant_id=tenant.id)
         await uow.commit()
     finally:
         await uow.session.close()
+    from kefu.integrations.commerce.demo_shop import seed_demo_customers
+
+    await seed_demo_customers(runtime, tenant.id)  # the demo shop's first customers as contacts (idempotent)
     return DemoInfo(tenant.id, inbox.id, inbox.identity_secret, DEMO_USERS, created)

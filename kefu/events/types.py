@@ -17,6 +17,21 @@ CONTACT_UPDATED = "contact.updated"
 CONTACT_MERGED = "contact.merged"
 CONTACT_UNMERGED = "contact.unmerged"
 TYPING = "conversation.typing"
+KB_ENTRY_CHANGED = "kb.entry_changed"
+# Routing (ACD). Offer events carry the offered agent's user id in data["agent_id"]: clients show them only to
+# that agent. Queue statistics are meant for supervisors' screens.
+ROUTING_TASK_CREATED = "routing.task.created"
+ROUTING_TASK_UPDATED = "routing.task.updated"
+ROUTING_OFFER_CREATED = "routing.offer.created"
+ROUTING_OFFER_UPDATED = "routing.offer.updated"
+ROUTING_AGENT_UPDATED = "routing.agent.updated"
+ROUTING_QUEUE_STATS = "routing.queue.stats"
+# Commerce: an order's known state changed; an order action finished; a parcel is stuck at a node.
+ORDER_UPDATED = "order.updated"
+ORDER_ACTION_COMPLETED = "order.action_completed"
+SHIPMENT_STUCK = "shipment.stuck"
+CSAT_SUBMITTED = "csat.submitted"
+CSAT_UPDATED = "csat.updated"
 # Internal: a session or API key stopped being valid; nodes close its sockets. Never sent to clients.
 CREDENTIALS_REVOKED = "auth.credentials_revoked"
 INTERNAL = frozenset({CREDENTIALS_REVOKED})

@@ -10,6 +10,9 @@ Protocol (both endpoints; see docs/api.md):
 * client → ``{"type": "ack", "last_event_id": N}``, ``{"type": "ping"}`` (→ ``pong``), and
   ``{"type": "message.send", "id": <client message id>, "data": {...}}`` → ``message.ack`` after commit
   (idempotent by client id; goes through the group committer).
+* client → ``{"type": "typing", "data": {"conversation_id"?, "typing": bool, "private"?}}`` → relayed as
+  ``conversation.typing`` frames without an id to the other parties; rate limited, never stored
+  (kefu/realtime/typing.py, docs/subsystems/workspace.md).
 * errors: ``{"type": "error", "id": <frame id or null>, "data": {"code", "message", "details"}}`` in the
   language of Accept-Language (else the user's locale). Before a successful register every failure also
   closes the socket: 4401, or 4403 when the credential lacks ``conversations:read``. Close codes: hub.py.
@@ -55,6 +58,8 @@ from kefu.realtime.hub import (
     Hub,
     dumps,
 )
+from kefu.realtime.typing import FRAME_TYPE as TYPING_FRAME
+from kefu.realtime.typing import TypingLimiter, relay_of
 from kefu.runtime import Runtime
 
 log = logging.getLogger("kefu.realtime")
@@ -67,6 +72,7 @@ VISITOR_REPLAY_MAX_DISTANCE = 50_000
 MAX_SENDS_IN_FLIGHT = 32  # per connection; further message.send frames wait (back-pressure on the reader)
 MAX_BODY = 10_000
 MAX_CLIENT_ID = 80
+TYPING_TARGET_TTL = 30.0  # seconds a typing frame's conversation → contact lookup is reused
 
 
 class FrameError(Exception):
@@ -138,6 +144,9 @@ class RealtimeSession:
         self._slots = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry: asyncio.TimerHandle | None = None
+        self._typing = TypingLimiter()
+        # conversation id → (contact id, inbox id, monotonic expiry): typing frames must not hit the database
+        self._typing_targets: dict[str, tuple[str, str, float]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -222,6 +231,10 @@ class RealtimeSession:
             registered["id"] = frame_id
         prefix.append(dumps(registered))
         conn.start(prefix, replayed)
+        try:
+            await relay_of(self.hub)  # listen for other nodes' typing frames from now on
+        except Exception:
+            log.warning("typing relay unavailable", exc_info=True)
         expires_at = self.credential_expires_at()
         if expires_at is not None:
             # The session or key ends on its own: the socket ends with it (revocations arrive as events).
@@ -286,7 +299,7 @@ class RealtimeSession:
         assert conn is not None
         handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "message.send": self._on_send, "ack": self._on_ack, "ping": self._on_ping,
-            "register": self._on_register_again,
+            "register": self._on_register_again, "typing": self._on_typing,
         }
         while True:
             raw = await self._receive()
@@ -322,6 +335,60 @@ class RealtimeSession:
 
     async def _on_register_again(self, frame: dict[str, Any]) -> None:
         raise FrameError("already_registered")
+
+    async def _on_typing(self, frame: dict[str, Any]) -> None:
+        """Relay a typing indicator to the conversation's other parties (see kefu/realtime/typing.py)."""
+        data = frame.get("data")
+        if not isinstance(data, dict):
+            raise _invalid("data")
+        typing = data.get("typing")
+        if not isinstance(typing, bool):
+            raise _invalid("data.typing")
+        conversation_id = data.get("conversation_id")
+        if conversation_id is not None and (not isinstance(conversation_id, str) or not 0 < len(conversation_id) <= 40):
+            raise _invalid("data.conversation_id")
+        private = data.get("private", False)
+        if not isinstance(private, bool):
+            raise _invalid("data.private")
+        if not self._typing.allow(conversation_id or "", typing):
+            return
+        try:
+            target = await self.typing_target(conversation_id)
+            if target is None:
+                return
+            conversation_id, contact_id, inbox_id = target
+            agent_frame, visitor_frame = self.typing_frames(conversation_id, contact_id, typing, private)
+            relay = await relay_of(self.hub)
+            await relay.publish(tenant_id=self.conn.tenant_id, contact_id=contact_id,  # type: ignore[union-attr]
+                                inbox_id=inbox_id, agent_frame=agent_frame, visitor_frame=visitor_frame,
+                                exclude=self.conn)
+        except FrameError:
+            raise
+        except Exception:  # best effort: a database hiccup drops one indicator, never the socket
+            log.warning("typing frame dropped", exc_info=True, extra={"kind": self.kind})
+
+    async def _cached_target(self, conversation_id: str, load: Callable[[], Awaitable[tuple[str, str] | None]]
+                             ) -> tuple[str, str, str] | None:
+        now = asyncio.get_running_loop().time()
+        cached = self._typing_targets.get(conversation_id)
+        if cached is not None and cached[2] > now:
+            return conversation_id, cached[0], cached[1]
+        found = await load()
+        if found is None:
+            raise FrameError("conversation_not_found")
+        if len(self._typing_targets) > 256:
+            self._typing_targets.clear()
+        self._typing_targets[conversation_id] = (found[0], found[1], now + TYPING_TARGET_TTL)
+        return conversation_id, found[0], found[1]
+
+    async def typing_target(self, conversation_id: str | None) -> tuple[str, str, str] | None:
+        """(conversation id, contact id, inbox id) a typing frame is about, or None to drop it."""
+        raise NotImplementedError
+
+    def typing_frames(self, conversation_id: str, contact_id: str, typing: bool,
+                      private: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(frame for agents, frame for the widget or None)."""
+        raise NotImplementedError
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
         client_id = _client_id(frame)
@@ -415,6 +482,35 @@ class AgentSession(RealtimeSession):
     def replay_frame(self, conn: Connection, event: Any) -> str | None:
         return dumps(event.frame())
 
+    async def typing_target(self, conversation_id: str | None) -> tuple[str, str, str] | None:
+        if not self.principal.can("conversations:write"):
+            raise FrameError("insufficient_scope" if self.principal.kind == "api_key" else "forbidden",
+                             scope="conversations:write")
+        if conversation_id is None:
+            raise _invalid("data.conversation_id")
+
+        async def load() -> tuple[str, str] | None:
+            async with self.runtime.sessionmaker() as session:
+                try:
+                    conversation = await conversation_service.access_conversation(
+                        session=session, tenant_id=self.principal.tenant_id, conversation_id=conversation_id)
+                except DomainError:
+                    return None
+                finally:
+                    await session.commit()
+            return conversation.contact_id, conversation.inbox_id
+
+        return await self._cached_target(conversation_id, load)
+
+    def typing_frames(self, conversation_id: str, contact_id: str, typing: bool,
+                      private: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        sender_kind = "agent" if self.principal.kind == "user" else "bot"
+        common = {"conversation_id": conversation_id, "typing": typing, "sender_kind": sender_kind}
+        agent = {"type": TYPING_FRAME, "data": {**common, "user_id": self.principal.user_id,
+                                                  "name": self.principal.display_name or None,
+                                                  "private": private, "contact_id": contact_id}}
+        return agent, None if private else {"type": TYPING_FRAME, "data": common}
+
     def message_submission(self, client_id: str, data: dict[str, Any]) -> tuple[Any, Any]:
         principal = self.principal
         if not principal.can("conversations:write"):
@@ -466,6 +562,36 @@ class VisitorSession(RealtimeSession):
 
     def too_far(self, current: int, resume_from: int) -> bool:
         return current - resume_from > VISITOR_REPLAY_MAX_DISTANCE
+
+    async def typing_target(self, conversation_id: str | None) -> tuple[str, str, str] | None:
+        claims, contact_id = self.claims, self.contact_id
+
+        async def load_named() -> tuple[str, str] | None:
+            async with self.runtime.sessionmaker() as session:
+                try:
+                    conversation = await conversation_service.access_conversation(
+                        session=session, tenant_id=claims.tenant_id, conversation_id=conversation_id or "")
+                except DomainError:
+                    return None
+                finally:
+                    await session.commit()
+            if conversation.contact_id != contact_id or conversation.inbox_id != claims.inbox_id:
+                return None
+            return conversation.contact_id, conversation.inbox_id
+
+        if conversation_id is not None:
+            return await self._cached_target(conversation_id, load_named)
+        async with self.runtime.sessionmaker() as session:
+            live = await conversation_service.live_conversation(
+                session=session, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id)
+            await session.commit()
+        # Before the first message there is no conversation, and so nobody to tell.
+        return None if live is None else (live.id, live.contact_id, live.inbox_id)
+
+    def typing_frames(self, conversation_id: str, contact_id: str, typing: bool,
+                      private: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        return {"type": TYPING_FRAME, "data": {"conversation_id": conversation_id, "typing": typing,
+                                               "sender_kind": "customer", "contact_id": contact_id}}, None
 
     def replay_query(self, conn: Connection, resume_from: int) -> Any:
         # The same scope as the long-poll fallback: this contact's conversations in this inbox.

@@ -31,6 +31,7 @@ from kefu.events.types import (
 
 if TYPE_CHECKING:
     from kefu.core.metrics import Metrics
+    from kefu.realtime.typing import TypingRelay
     from kefu.runtime import Runtime
 
 log = logging.getLogger("kefu.realtime")
@@ -172,6 +173,7 @@ class Hub:
         self._visitors: dict[tuple[str, str], set[Connection]] = {}
         self._all: set[Connection] = set()
         self.event_counters = {kind: metrics.events.labels(kind) for kind in (AGENT, VISITOR)}
+        self.ephemeral: TypingRelay | None = None  # typing indicators (kefu/realtime/typing.py), made on first use
         self._gauges = {kind: metrics.websockets.labels(kind) for kind in (AGENT, VISITOR)}
 
     def connection(self, websocket: WebSocket, **identity: Any) -> Connection:
@@ -230,6 +232,22 @@ class Hub:
             if inbox_id is None or conn.inbox_id == inbox_id:
                 conn.offer(event.id, text)
 
+    def deliver_ephemeral(self, *, tenant_id: str, contact_id: str | None, inbox_id: str | None,
+                          agent_frame: dict[str, Any], visitor_frame: dict[str, Any] | None,
+                          exclude: Connection | None = None) -> None:
+        """Queue a frame that is not an event (typing) to the tenant's agents and, if ``visitor_frame`` is
+        given, to the contact's widget sockets in that inbox; never back to ``exclude`` (the sender)."""
+        agents = self._agents.get(tenant_id)
+        if agents:
+            for conn in agents:
+                if conn is not exclude:
+                    conn.push(agent_frame)
+        if visitor_frame is None or contact_id is None:
+            return
+        for conn in self._visitors.get((tenant_id, contact_id), ()):
+            if conn is not exclude and (inbox_id is None or conn.inbox_id == inbox_id):
+                conn.push(visitor_frame)
+
     def _refile_visitors(self, event: DomainEvent) -> None:
         """Visitors of both contacts of a merge reconnect, so each is filed under the contact it belongs to now."""
         merge = event.data.get("merge") if isinstance(event.data, dict) else None
@@ -255,3 +273,5 @@ class Hub:
         conns = list(self._all)
         await asyncio.gather(*(c.close(CLOSE_SERVICE_RESTART, "server_restart") for c in conns),
                              return_exceptions=True)
+        if self.ephemeral is not None:
+            await self.ephemeral.stop()

@@ -265,7 +265,7 @@ async def test_widget_config_is_public_and_localised(http: httpx.AsyncClient, te
                         headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
     en = await http.get("/api/v1/widget/config", params={"inbox_id": tenant.inbox_id, "locale": "en"})
     assert zh.json()["greeting"] == "欢迎光临！" and zh.json()["locale"] == "zh"
-    assert en.json() == {**zh.json(), "greeting": "Welcome!", "locale": "en"}
+    assert en.json() == {**zh.json(), "greeting": "Welcome!", "locale": "en", "launcher_label": "Chat with us"}
     assert en.json()["color"] == "#e4393c" and en.json()["position"] == "left"
     assert "identity_secret" not in zh.text and tenant.inbox_secret not in zh.text
     missing = await http.get("/api/v1/widget/config", params={"inbox_id": "inb_nope"})

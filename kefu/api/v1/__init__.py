@@ -2,20 +2,25 @@
 
 from kefu.api.v1 import (
     api_keys,
+    attachments,
     audit,
     auth,
     bot,
+    canned,
     commerce,
     contacts,
     conversations,
+    csat,
     demo,
     inboxes,
     knowledge,
     nlu,
     ops,
     routing,
+    ui,
     users,
     widget,
+    workspace,
 )
 from kefu.realtime import gateway
 
@@ -29,6 +34,10 @@ ROUTERS = [
     contacts.router,
     conversations.router,
     widget.router,
+    attachments.router,
+    csat.router,
+    canned.router,
+    workspace.router,
     routing.router,
     commerce.router,
     nlu.router,
@@ -36,4 +45,5 @@ ROUTERS = [
     knowledge.router,
     gateway.router,
     demo.router,
+    ui.router,
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
@@ -13,6 +14,7 @@ from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, encode_curso
 from kefu.auth.schemas import Principal
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
+from kefu.conversations.policies import normalise_tag
 from kefu.conversations.schemas import (
     ConversationRead,
     ConversationStatus,
@@ -45,6 +47,12 @@ async def list_conversations(
     assignee_id: Annotated[str | None, Query(
         max_length=40, description="A user id, `me` (the caller) or `none` (unassigned)")] = None,
     order: Literal["asc", "desc"] = "asc",
+    channel: Annotated[str | None, Query(max_length=20, description="e.g. `webchat`")] = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200,
+                                   description="Text in a customer-visible message or the subject")] = None,
+    sort: Annotated[Literal["created", "last_activity"], Query(
+        description="`last_activity`: most recently active first (ignores `order`)")] = "created",
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ConversationRead]:
@@ -54,12 +62,40 @@ async def list_conversations(
             raise ValidationFailed("validation_error", details={"field": "assignee_id",
                                                                 "reason": "an API key has no conversations of its own"})
         assignee_id = actor.user_id
+    after_id, after_activity = decode_cursor(cursor), None
+    if sort == "last_activity" and after_id is not None:
+        after_activity, after_id = _activity_cursor(after_id)
     rows = await conversation_service.list_conversations(
         session=uow.session, tenant_id=actor.tenant_id, status=status, inbox_id=inbox_id, contact_id=contact_id,
-        assignee_id=None if unassigned else assignee_id, unassigned=unassigned, after_id=decode_cursor(cursor),
-        limit=limit + 1, order=order)
+        assignee_id=None if unassigned else assignee_id, unassigned=unassigned, after_id=after_id,
+        limit=limit + 1, order=order, channel=channel, tag=normalise_tag(tag) if tag else None,
+        text=q.strip() or None if q else None, sort=sort, after_activity=after_activity)
     reads = await conversation_service.conversation_reads(session=uow.session, conversations=rows)
+    if actor.user_id is not None:
+        counts = await conversation_service.unread_counts(session=uow.session, user_id=actor.user_id,
+                                                          conversation_ids=[r.id for r in reads[:limit]])
+        for read in reads:
+            read.unread_count = counts.get(read.id, 0)
+    if sort == "last_activity":
+        by_id = {c.id: c for c in rows}
+        return page_of(reads, limit, id_of=lambda r: _activity_key(by_id[r.id]))
     return page_of(reads, limit)
+
+
+def _activity_key(conversation) -> str:  # type: ignore[no-untyped-def]
+    """Cursor of the last-activity order: ``<activity ISO time>|<id>``."""
+    activity = conversation.last_message_at or conversation.created_at
+    return f"{(activity - _EPOCH) // timedelta(microseconds=1)}|{conversation.id}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _activity_cursor(raw: str) -> tuple[datetime, str]:
+    stamp, _, conversation_id = raw.rpartition("|")
+    if not stamp.isdigit() or len(stamp) > 17 or not conversation_id:
+        raise ValidationFailed("invalid_cursor", details={"field": "cursor"})
+    return _EPOCH + timedelta(microseconds=int(stamp)), conversation_id
 
 
 @router.get("/{conversation_id}", summary="Get one conversation with its tags", response_model=ConversationRead,
@@ -154,7 +190,7 @@ def message_page(reads: list[MessageRead], limit: int, *, backwards: bool) -> Me
                               "model": MessageRead},
                         **error_responses(*AUTH_ERRORS, *BODY_ERRORS, "conversation_not_found",
                                           "conversation_closed", "empty_message", "idempotency_in_progress",
-                                          "idempotency_key_reused")})
+                                          "idempotency_key_reused", "invalid_attachment")})
 async def post_message(conversation_id: ConversationId, body: MessageCreate, actor: Writer, uow: UoWDep,
                        response: Response) -> MessageRead:
     conversation = await conversation_service.access_conversation(
@@ -184,6 +220,9 @@ async def mark_read(conversation_id: ConversationId, body: ReadReceiptCreate, ac
         raise NotFound("message_not_found")
     ids = await conversation_actions.do_mark_read(uow, conversation=conversation, reader_kind="agent",
                                                   up_to_message_id=message.id)
+    if actor.user_id is not None:  # the caller's own unread count (see GET /api/v1/workspace/unread)
+        await conversation_actions.do_advance_read_marker(uow, conversation=conversation, user_id=actor.user_id,
+                                                          up_to_message_id=message.id)
     await uow.commit()
     return ReadReceiptRead(message_ids=ids)
 

@@ -120,7 +120,7 @@ async def list_messages(
              responses={200: {"description": "A replay of an earlier client_message_id: the original message",
                               "model": MessageRead},
                         **error_responses(*BODY_ERRORS, "invalid_visitor_token", "inbox_not_found",
-                                          "empty_message", "conversation_closed")})
+                                          "empty_message", "conversation_closed", "invalid_attachment")})
 async def post_message(body: WidgetMessageCreate, claims: Visitor, request: Request, runtime: RuntimeDep,
                        response: Response) -> MessageRead:
     attachments = [a.model_dump() for a in body.attachments]
