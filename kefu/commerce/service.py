@@ -399,26 +399,48 @@ async def find_orders(*, runtime: Runtime, tenant_id: str, order_number: str | N
 
 async def contact_keys(*, session: AsyncSession, tenant_id: str, contact_id: str) -> list[tuple[str, str]]:
     """The lookup keys of a contact: buyer ids (external / marketplace identities), emails and phones."""
+    return [(field, value) for field, value, _ in await _contact_keys(session=session, tenant_id=tenant_id,
+                                                                       contact_id=contact_id)]
+
+
+async def _contact_keys(*, session: AsyncSession, tenant_id: str,
+                        contact_id: str) -> list[tuple[str, str, str | None]]:
+    """(field, value, marketplace or None): a ``marketplace_buyer`` identity written ``<marketplace>:<id>``
+    names the buyer id on that marketplace only (buyer ids are not unique across marketplaces)."""
     contact = await contact_service.access_contact(session=session, tenant_id=tenant_id, contact_id=contact_id)
     identities = (await contact_service.identities_of(session=session, contact_ids=[contact.id])).get(contact.id, [])
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str, str | None]] = []
     for ident in identities:
-        if ident.kind in ("external", "marketplace_buyer"):
-            keys.append(("buyer_id", ident.value.split(":", 1)[-1] if ident.kind == "marketplace_buyer"
-                         else ident.value))
+        if ident.kind == "marketplace_buyer":
+            marketplace, sep, buyer = ident.value.partition(":")
+            keys.append(("buyer_id", buyer, marketplace) if sep and buyer else ("buyer_id", ident.value, None))
+        elif ident.kind == "external":
+            keys.append(("buyer_id", ident.value, None))
         elif ident.kind in ("email", "phone"):
-            keys.append((ident.kind, ident.value))
-    keys += [(k, v) for k, v in (("email", contact.email), ("phone", contact.phone)) if v]
+            keys.append((ident.kind, ident.value, None))
+    keys += [(k, v, None) for k, v in (("email", contact.email), ("phone", contact.phone)) if v]
     return keys
 
 
 async def orders_of_contact(*, runtime: Runtime, tenant_id: str, contact_id: str, limit: int = 20) -> OrderLookup:
     """A contact's orders across every marketplace (NotFound ``contact_not_found`` for unknown contacts)."""
     async with runtime.sessionmaker() as session:
-        keys = await contact_keys(session=session, tenant_id=tenant_id, contact_id=contact_id)
+        keys = await _contact_keys(session=session, tenant_id=tenant_id, contact_id=contact_id)
     if not keys:
         return OrderLookup(orders=[])
-    return await lookup(runtime=runtime, tenant_id=tenant_id, keys=keys, limit=limit)
+    found = await lookup(runtime=runtime, tenant_id=tenant_id, keys=[(f, v) for f, v, _ in keys], limit=limit)
+    qualified = [(normalise_key(f, v), m) for f, v, m in keys if m is not None]
+    if not qualified:
+        return found
+    anywhere = {(f, normalise_key(f, v)) for f, v, m in keys if m is None}
+
+    def theirs(view: OrderView) -> bool:
+        """Found through a key that really is this contact's (a buyer id counts on its own marketplace)."""
+        order = view.order
+        return bool(order_keys(order) & anywhere) or any(
+            order.buyer.buyer_id == buyer and order.marketplace == marketplace for buyer, marketplace in qualified)
+
+    return OrderLookup(orders=[v for v in found.orders if theirs(v)], degraded=found.degraded)
 
 
 def summary(view: OrderView) -> OrderSummary:

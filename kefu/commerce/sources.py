@@ -102,6 +102,13 @@ class CommerceHub:
     breaker_failures: int = 3
     breaker_cooldown: float = 10.0
     max_orders: int = 50_000
+    # Background passes (``kefu.commerce.workers.run``): how often, and how long an open order may go
+    # unconfirmed by its source before reconciliation checks it. Fields, so a node (or a test) can tune them.
+    pass_seconds: float = 300.0
+    reconcile_after: float = 600.0
+    # (tenant, connector) -> the last order id a reconciliation pass checked; the next pass goes on after it,
+    # so orders the source no longer knows cannot hold the head of the queue forever.
+    reconcile_cursor: dict[tuple[str, str], str] = field(default_factory=dict)
     orders: OrderedDict[tuple[str, str], CachedOrder] = field(default_factory=OrderedDict)
     keys: dict[tuple[str, str, str, str], tuple[list[str], float]] = field(default_factory=dict)
     sources: dict[tuple[str, str], SourceEntry] = field(default_factory=dict)

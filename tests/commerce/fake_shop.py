@@ -1,21 +1,33 @@
 """A shop's own order system for the REST connector tests: a real HTTP server (uvicorn in a thread).
 
 It speaks its own JSON dialect (``state``, ``lines``, ``parcels``…), which the connector maps declaratively,
-checks bearer or HMAC authentication, and honours ``Idempotency-Key`` on actions. ``stop()`` kills it mid-run.
+checks bearer or HMAC authentication, and honours ``Idempotency-Key`` on actions. ``stop()`` shuts it down.
+
+``FakeShopProcess`` runs the same system in a process of its own (``python -m tests.commerce.fake_shop``), so
+a test can kill it with SIGKILL mid-run, as a crash or a pulled cable would, and start it again on the same
+port. Its ``/_control/*`` routes (test only) make it slow or change an order behind Kefu's back.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import copy
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,13 +69,31 @@ def sample_orders() -> dict[str, dict[str, Any]]:
     }
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def connector_config(url: str, auth: str) -> dict[str, Any]:
+    """The REST connector configuration Kefu needs for this order system."""
+    credentials = {"kind": "bearer", "token": TOKEN} if auth == "bearer" else {
+        "kind": "hmac", "secret": HMAC_SECRET, "key_id": "kefu"}
+    return {"base_url": url, "timeout": 1.0, "auth": credentials, "marketplace": "erp", "mapping": MAPPING,
+            "status_map": STATUS_MAP,
+            "urls": {"get_order": "/orders/{order_id}", "search": "/orders?{field}={value}",
+                     "current_price": "/products/{sku}/price", "request_refund": "/orders/{order_id}/refund",
+                     "cancel": "/orders/{order_id}/cancel"}}
+
+
 class FakeShop:
-    def __init__(self, *, auth: str = "bearer", port: int = 0) -> None:
+    def __init__(self, *, auth: str = "bearer", port: int = 0, start: bool = True) -> None:
         self.auth = auth
         self.orders = sample_orders()
         self.done: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
+        self.delay = 0.0  # seconds every authorised call waits before answering (a slow order system)
         self.app = Starlette(routes=[
+            Route("/_control/ping", self.ping),
+            Route("/_control/delay", self.set_delay, methods=["POST"]),
+            Route("/_control/orders/{order_id}", self.patch_order, methods=["PATCH"]),
             Route("/api/orders/{order_id}", self.get_order),
             Route("/api/orders", self.search),
             Route("/api/products/{sku}/price", self.price),
@@ -71,7 +101,8 @@ class FakeShop:
             Route("/api/orders/{order_id}/cancel", self.cancel, methods=["POST"]),
         ])
         self.port = port
-        self._start()
+        if start:
+            self._start()
 
     def _start(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -100,13 +131,19 @@ class FakeShop:
         self._start()
 
     def config(self) -> dict[str, Any]:
-        auth = {"kind": "bearer", "token": TOKEN} if self.auth == "bearer" else {
-            "kind": "hmac", "secret": HMAC_SECRET, "key_id": "kefu"}
-        return {"base_url": self.url, "timeout": 1.0, "auth": auth, "marketplace": "erp", "mapping": MAPPING,
-                "status_map": STATUS_MAP,
-                "urls": {"get_order": "/orders/{order_id}", "search": "/orders?{field}={value}",
-                         "current_price": "/products/{sku}/price", "request_refund": "/orders/{order_id}/refund",
-                         "cancel": "/orders/{order_id}/cancel"}}
+        return connector_config(self.url, self.auth)
+
+    async def ping(self, request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "pid": os.getpid()})
+
+    async def set_delay(self, request: Request) -> JSONResponse:
+        self.delay = float((await request.json())["seconds"])
+        return JSONResponse({"delay": self.delay})
+
+    async def patch_order(self, request: Request) -> JSONResponse:
+        order = self.orders[request.path_params["order_id"]]
+        order.update(await request.json())
+        return JSONResponse(order)
 
     async def _authorised(self, request: Request, body: bytes) -> bool:
         if self.auth == "bearer":
@@ -121,6 +158,8 @@ class FakeShop:
     async def _guard(self, request: Request) -> tuple[JSONResponse | None, bytes]:
         body = await request.body()
         self.calls.append(f"{request.method} {request.url.path}")
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if not await self._authorised(request, body):
             return JSONResponse({"error": "unauthorised"}, status_code=401), body
         return None, body
@@ -184,3 +223,69 @@ class FakeShop:
         order["state"], order["rev"] = "REFUNDED", order["rev"] + 1
         order["refunded"] = order["amount_paid"]
         return JSONResponse(order)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeShopProcess:
+    """The fake order system in a child process: ``kill()`` is SIGKILL, ``restart()`` brings it back."""
+
+    def __init__(self, *, auth: str = "bearer") -> None:
+        self.auth = auth
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restart()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def config(self) -> dict[str, Any]:
+        return connector_config(self.url, self.auth)
+
+    def restart(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.commerce.fake_shop", "--port", str(self.port),
+                                         "--auth", self.auth], cwd=ROOT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("fake shop process exited during start-up")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/_control/ping", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("fake shop process did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye; open connections are reset, new ones refused."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    stop = kill
+
+    def set_delay(self, seconds: float) -> None:
+        httpx.post(f"http://127.0.0.1:{self.port}/_control/delay", json={"seconds": seconds}, timeout=5)
+
+    def patch_order(self, order_id: str, changes: dict[str, Any]) -> None:
+        httpx.patch(f"http://127.0.0.1:{self.port}/_control/orders/{order_id}", json=changes, timeout=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The fake order system of the commerce tests")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--auth", choices=("bearer", "hmac"), default="bearer")
+    args = parser.parse_args()
+    shop = FakeShop(auth=args.auth, port=args.port, start=False)
+    uvicorn.run(shop.app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,3 +27,17 @@ async def demo_order(http: httpx.AsyncClient, tenant: TenantFixture, status: str
 
 async def detail(http: httpx.AsyncClient, tenant: TenantFixture, ref: str) -> httpx.Response:
     return await http.get(f"/api/v1/orders/{ref}", headers=tenant.agent.headers)
+
+
+async def price_protected_candidate(http: httpx.AsyncClient, tenant: TenantFixture, *,
+                                    exclude: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(order view, quote) of a demo order whose first line is cheaper today (price protection applies)."""
+    for buyer in ("c1001", "c1002", "c1003", "c1004", "c1005", "c1006", "c1007", "c1008"):
+        for view in await orders_of(http, tenant, buyer_id=buyer):
+            if view["order"]["status"] not in ("delivered", "shipped", "paid") or view["id"] in exclude:
+                continue
+            quote = (await http.post(f"/api/v1/orders/{view['id']}/price-protection-quotes",
+                                     headers=tenant.agent.headers, json={"line_id": "L1"})).json()
+            if quote["eligible"]:
+                return view, quote
+    raise AssertionError("no demo order with a lower price today")

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 
-from tests.commerce.helpers import demo_order, detail, orders_of
+from tests.commerce.helpers import demo_order, detail, orders_of, price_protected_candidate
 from tests.factories import TenantFixture
 
 
@@ -50,6 +50,14 @@ async def test_a_contacts_orders_come_through_their_identities(http: httpx.Async
         "name": "by mail", "email": "c1002@demo-shop.example"})).json()
     mailed = (await http.get(f"/api/v1/contacts/{by_email['id']}/orders", headers=tenant.agent.headers)).json()
     assert mailed["data"] and {v["order"]["buyer"]["buyer_id"] for v in mailed["data"]} == {"c1002"}
+    # A buyer id names a buyer on one marketplace: Taobao's c1003 is not the demo shop's c1003.
+    taobao = (await http.post("/api/v1/contacts", headers=tenant.agent.headers, json={
+        "name": "taobao buyer", "identities": [{"kind": "marketplace_buyer", "value": "taobao:c1003"}]})).json()
+    assert (await http.get(f"/api/v1/contacts/{taobao['id']}/orders", headers=tenant.agent.headers)).json()["data"] == []
+    demo = (await http.post("/api/v1/contacts", headers=tenant.agent.headers, json={
+        "name": "demo buyer", "identities": [{"kind": "marketplace_buyer", "value": "demo_shop:c1003"}]})).json()
+    theirs = (await http.get(f"/api/v1/contacts/{demo['id']}/orders", headers=tenant.agent.headers)).json()["data"]
+    assert theirs and {v["order"]["buyer"]["buyer_id"] for v in theirs} == {"c1003"}
 
 
 async def test_detail_carries_eligibility_risk_and_an_etag(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
@@ -159,26 +167,58 @@ async def test_returns_follow_the_rules(http: httpx.AsyncClient, tenant: TenantF
 
 
 async def test_price_protection_is_granted_once(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
-    target = None
-    for buyer in ("c1001", "c1002", "c1003", "c1004", "c1005", "c1006"):
-        for view in await orders_of(http, tenant, buyer_id=buyer):
-            if view["order"]["status"] not in ("delivered", "shipped", "paid"):
-                continue
-            quote = (await http.post(f"/api/v1/orders/{view['id']}/price-protection-quotes",
-                                     headers=tenant.agent.headers, json={"line_id": "L1"})).json()
-            if quote["eligible"]:
-                target = (view, quote)
-                break
-        if target:
-            break
-    assert target is not None
-    view, quote = target
+    view, quote = await price_protected_candidate(http, tenant)
     claim = await http.post(f"/api/v1/orders/{view['id']}/price-protection-claims", headers=tenant.supervisor.headers,
                             json={"line_id": "L1"})
     assert claim.status_code == 200 and claim.json()["amount"] == quote["amount"]
     twice = await http.post(f"/api/v1/orders/{view['id']}/price-protection-claims", headers=tenant.supervisor.headers,
                             json={"line_id": "L1"})
     assert twice.status_code == 409 and twice.json()["error"]["code"] == "price_protection_not_eligible"
+    reasons = twice.json()["error"]["details"]["reasons"]
+    assert reasons[0]["code"] == "price_already_protected" and reasons[0]["zh"] and reasons[0]["en"]
+    requote = (await http.post(f"/api/v1/orders/{view['id']}/price-protection-quotes", headers=tenant.agent.headers,
+                               json={"line_id": "L1"})).json()
+    assert requote["eligible"] is False and requote["amount"] == "0"
+
+
+async def test_every_action_needs_its_role_and_is_audited(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
+    key = await http.post("/api/v1/api-keys", headers=tenant.admin.headers,
+                          json={"name": "order lookups", "scopes": ["orders:read"]})
+    assert key.status_code == 201, key.text
+    reader = {"Authorization": f"Bearer {key.json()['token']}"}
+    paid = await demo_order(http, tenant, "paid")
+    delivered = await demo_order(http, tenant, "delivered")
+    protected, _ = await price_protected_candidate(http, tenant, exclude=(paid["id"], delivered["id"]))
+    address = {"address": {"name": "李娜", "phone": "+8613800138001", "country": "CN", "city": "上海市",
+                           "line1": "世纪大道 1 号"}}
+    # (order, action, body, the least role allowed, the audit action)
+    actions = [
+        (paid, "change-address", address, tenant.agent, "order.change_address"),
+        (delivered, "returns", {"lines": [{"line_id": "L1", "quantity": 1}]}, tenant.agent, "order.create_return"),
+        (delivered, "refunds", {"lines": [{"line_id": "L1", "quantity": 1}]}, tenant.supervisor,
+         "order.request_refund"),
+        (protected, "price-protection-claims", {"line_id": "L1"}, tenant.supervisor, "order.claim_price_protection"),
+        (paid, "cancel", {"reason": "customer_request"}, tenant.agent, "order.cancel"),
+    ]
+    for view, action, body, allowed, audited in actions:
+        url = f"/api/v1/orders/{view['id']}/{action}"
+        before = (await detail(http, tenant, view["id"])).json()["view"]
+        denied = await http.post(url, headers=reader, json=body)
+        assert (denied.status_code, denied.json()["error"]["code"]) == (403, "insufficient_scope"), action
+        if allowed is tenant.supervisor:
+            refused = await http.post(url, headers=tenant.agent.headers, json=body)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden"), action
+        unchanged = (await detail(http, tenant, view["id"])).json()["view"]
+        assert (unchanged["version"], unchanged["order"]) == (before["version"], before["order"]), action
+        done = await http.post(url, json=body, headers={**allowed.headers, "Idempotency-Key": f"audit-{action}"})
+        assert done.status_code == 200 and done.json()["status"] == "succeeded", (action, done.text)
+        entries = (await http.get("/api/v1/audit-entries", headers=tenant.admin.headers,
+                                  params={"target_id": view["id"], "action": audited})).json()["data"]
+        mine = [e for e in entries if e["action"] == audited]
+        assert len(mine) == 1, (action, entries)
+        assert mine[0]["actor_id"] == allowed.id and mine[0]["details"]["status"] == "succeeded"
+        assert mine[0]["details"]["idempotency_key"] == f"audit-{action}"
+        assert mine[0]["details"]["action_id"] == done.json()["id"]
 
 
 async def test_rules_are_per_tenant_and_change_the_verdicts(http: httpx.AsyncClient, tenant: TenantFixture,

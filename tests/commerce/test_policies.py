@@ -154,6 +154,36 @@ def test_price_protection_gives_the_difference_once_within_the_window() -> None:
     assert not again.eligible and again.reasons[0].code == "price_already_protected"
 
 
+@settings(max_examples=150, deadline=None)
+@given(orders(), st.data())
+def test_price_protection_pays_the_difference_at_most_once_per_line(order: Order, data) -> None:  # type: ignore[no-untyped-def]
+    line_id = data.draw(st.sampled_from([i.line_id for i in order.items]))
+    refunded = data.draw(st.integers(0, order.item(line_id).quantity))
+    if refunded:  # some units may have been refunded already
+        order = apply(order, policies.refund_quote(order, [LineQuantity(line_id=line_id, quantity=refunded)]))
+    item = order.item(line_id)
+    unit_paid = policies.cents(item.paid / item.quantity)
+    price = data.draw(st.decimals(min_value=0, max_value=item.unit_price * 2, places=2))
+    now = order.paid_at + timedelta(days=data.draw(st.integers(0, 40)), hours=data.draw(st.integers(0, 23)))
+    quote = policies.price_protection_quote(order, item, price, now)
+    assert all(r.zh and r.en for r in quote.reasons)
+    units = item.quantity - item.refunded_quantity
+    expected = min(policies.cents((unit_paid - price) * units), item.paid - item.refunded_amount)
+    within = now <= order.paid_at + timedelta(days=policies.DEFAULT_RULES.price_protection_days)
+    if within and units > 0 and price < unit_paid and expected > 0:
+        assert quote.eligible and quote.amount == expected
+    else:
+        assert not quote.eligible and quote.amount == 0
+    assert quote.amount <= item.paid - item.refunded_amount  # never more than is left of what was paid
+    if quote.eligible:
+        # Granted once: the line is marked, and no later, even lower price pays out again.
+        granted = item.model_copy(update={"price_protected": True})
+        lower = data.draw(st.decimals(min_value=0, max_value=price, places=2))
+        again = policies.price_protection_quote(order, granted, lower, now)
+        assert not again.eligible and again.amount == 0
+        assert "price_already_protected" in [r.code for r in again.reasons]
+
+
 def test_risk_flags_explain_themselves() -> None:
     order = make_order([(Decimal("6000"), 1, Decimal("0"))])
     order.address_changed_at = NOW
@@ -162,9 +192,17 @@ def test_risk_flags_explain_themselves() -> None:
     from kefu.commerce.schemas import Address
 
     order.shipping_address = Address(country="US", phone="+8613800138000")
-    codes = {f.code for f in policies.risk_flags(order, buyer_refund_count=5)}
-    assert codes == {"address_changed_after_payment", "many_refunds", "high_value", "phone_region_mismatch",
-                     "fraud_score"}
+    flags = {f.code: f for f in policies.risk_flags(order, buyer_refund_count=5)}
+    assert set(flags) == {"address_changed_after_payment", "many_refunds", "high_value", "phone_region_mismatch",
+                          "fraud_score"}
+    for flag in flags.values():  # every warning says why, in both languages
+        assert flag.reason.code and flag.reason.zh != flag.reason.en
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in flag.reason.zh) and flag.reason.en.isascii()
+        assert "{" not in flag.reason.zh + flag.reason.en  # every placeholder filled
+    assert "5" in flags["many_refunds"].reason.zh and "5" in flags["many_refunds"].reason.en
+    assert "0.90" in flags["fraud_score"].reason.en and "6000" in flags["high_value"].reason.zh
+    assert "CN" in flags["phone_region_mismatch"].reason.en and "US" in flags["phone_region_mismatch"].reason.zh
+    assert flags["fraud_score"].severity == "high"
     calm = make_order([(Decimal("60"), 1, Decimal("0"))])
     assert policies.risk_flags(calm) == []
 

@@ -62,13 +62,26 @@ async def test_service_api_finds_details_and_refunds(rt: Runtime) -> None:
 async def test_stuck_parcels_are_announced_once(rt: Runtime) -> None:
     tenant = await create_tenant(rt)
     await commerce_service.find_orders(runtime=rt, tenant_id=tenant.id, buyer_id="c1001")
-    first = await commerce_workers.scan_stuck(rt, tenant_id=tenant.id)
+    await commerce_service.find_orders(runtime=rt, tenant_id=tenant.id, buyer_id="c1002")
+    first = await commerce_workers.scan_stuck(rt, tenant_id=tenant.id, batch=2)  # in batches: none left out
     assert first >= 1  # the demo shop's first customer has a delayed parcel
     events = await _events(rt, tenant.id, ev.SHIPMENT_STUCK)
     assert len(events) == first
     data = events[0].data
     assert data["order_ref"].startswith("ord_") and data["hours"] > data["expected_hours"] and data["node"]
     assert await commerce_workers.scan_stuck(rt, tenant_id=tenant.id) == 0
+    # The worker's scheduled pass (what every node runs) announces nothing twice either.
+    await commerce_workers.run_pass(rt)
+    assert len(await _events(rt, tenant.id, ev.SHIPMENT_STUCK)) == first
+
+
+async def test_the_scheduled_pass_announces_stuck_parcels(rt: Runtime) -> None:
+    tenant = await create_tenant(rt)
+    await commerce_service.find_orders(runtime=rt, tenant_id=tenant.id, buyer_id="c1001")
+    totals = await commerce_workers.run_pass(rt)
+    assert totals["stuck"] >= 1
+    stuck = await _events(rt, tenant.id, ev.SHIPMENT_STUCK)
+    assert stuck and all(e.data["hours"] > e.data["expected_hours"] for e in stuck)
 
 
 async def test_stale_answers_come_at_once_and_are_revalidated_in_the_background(rt: Runtime) -> None:

@@ -45,16 +45,28 @@ async def _stored(runtime: Runtime, tenant: TenantFixture) -> tuple[int, int]:
     return int(orders or 0), int(events or 0)
 
 
-async def test_a_signed_shopify_webhook_is_stored_once_and_found(http: httpx.AsyncClient,
-                                                                  tenant: TenantFixture) -> None:
+async def test_a_signed_shopify_webhook_is_stored_once_and_found(http: httpx.AsyncClient, tenant: TenantFixture,
+                                                                  runtime: Runtime) -> None:
     connector = await _connector(http, tenant)
     order = load("shopify", "order_paid_fulfilled.json")["order"]
     first = await _send(http, connector, _event("evt-1", order))
     assert first.status_code == 200, first.text
     ack = first.json()
     assert ack["outcome"] == "applied" and ack["duplicate"] is False and ack["order_ref"].startswith("ord_")
-    again = await _send(http, connector, _event("evt-1", order))
+    # Acknowledged means committed: the event and the order are in the database when the answer arrives.
+    async with runtime.sessionmaker() as session:
+        event = await session.get(CommerceWebhookEvent, ack["id"])
+        stored = await session.get(CommerceOrder, ack["order_ref"])
+    assert event is not None and event.event_id == "evt-1" and event.payload["data"]["order"]["id"] == order["id"]
+    assert stored is not None and stored.status == "shipped"
+    # A redelivery (even with a body that differs) answers like the first delivery and applies nothing.
+    changed = {**order, "financial_status": "refunded", "updated_at": "2026-11-20T08:00:00-05:00"}
+    again = await _send(http, connector, _event("evt-1", changed))
     assert again.status_code == 200 and again.json()["duplicate"] is True and again.json()["id"] == ack["id"]
+    assert await _stored(runtime, tenant) == (1, 1)
+    async with runtime.sessionmaker() as session:
+        after = await session.get(CommerceOrder, ack["order_ref"])
+    assert after is not None and (after.version, after.data_hash) == (stored.version, stored.data_hash)
     # The connector's source (the demo shop) does not know this order: the webhook copy answers, marked degraded.
     detail = (await http.get(f"/api/v1/orders/{ack['order_ref']}", headers=tenant.agent.headers)).json()
     assert detail["view"]["order"]["order_id"] == "450789469"
@@ -73,6 +85,61 @@ async def test_out_of_order_events_do_not_roll_an_order_back(http: httpx.AsyncCl
     assert late.status_code == 200 and late.json()["outcome"] == "stale"
     detail = (await http.get(f"/api/v1/orders/{late.json()['order_ref']}", headers=tenant.agent.headers)).json()
     assert detail["view"]["order"]["status"] == "partially_refunded"
+
+
+async def test_the_source_version_decides_over_arrival_order_and_timestamps(http: httpx.AsyncClient,
+                                                                             tenant: TenantFixture) -> None:
+    connector = await _connector(http, tenant, "canonical")
+
+    def revision(version: int, status: str, updated_at: str) -> dict[str, Any]:
+        return {"order_id": "V1", "marketplace": "shop", "status": status, "currency": "CNY",
+                "created_at": "2026-11-20T00:00:00Z", "updated_at": updated_at, "source_version": version,
+                "subtotal": "100.00", "total_paid": "100.00",
+                "items": [{"line_id": "L1", "sku": "S", "title": "t", "quantity": 1, "unit_price": "100.00",
+                           "paid": "100.00"}]}
+
+    shipped = await _send(http, connector, _event("v-2", revision(2, "shipped", "2026-11-21T00:00:00Z")))
+    ref = shipped.json()["order_ref"]
+    # Revision 1 arrives late, with a later clock (the sender's clocks disagree): the revision counter wins.
+    late = await _send(http, connector, _event("v-1", revision(1, "paid", "2026-11-21T05:00:00Z")))
+    assert late.status_code == 200 and late.json()["outcome"] == "stale"
+    order = (await http.get(f"/api/v1/orders/{ref}", headers=tenant.agent.headers)).json()["view"]["order"]
+    assert order["status"] == "shipped" and order["source_version"] == 2
+    delivered = await _send(http, connector, _event("v-3", revision(3, "delivered", "2026-11-21T01:00:00Z"),
+                                                    kind="shipment.updated"))
+    assert delivered.json()["outcome"] == "applied"
+    order = (await http.get(f"/api/v1/orders/{ref}", headers=tenant.agent.headers)).json()["view"]["order"]
+    assert order["status"] == "delivered" and order["source_version"] == 3
+
+
+async def test_refused_webhooks_leave_a_stored_order_as_it_was(http: httpx.AsyncClient, tenant: TenantFixture,
+                                                               runtime: Runtime) -> None:
+    connector = await _connector(http, tenant)
+    order = load("shopify", "order_paid_fulfilled.json")["order"]
+    ref = (await _send(http, connector, _event("evt-ok", order))).json()["order_ref"]
+    async with runtime.sessionmaker() as session:
+        before = await session.get(CommerceOrder, ref)
+    assert before is not None
+    newer = {**order, "financial_status": "refunded", "updated_at": "2026-11-20T08:00:00-05:00"}
+    negative = json.loads(json.dumps(newer))
+    negative["line_items"][0]["quantity"] = -1
+    attempts = [
+        await http.post("/api/v1/commerce/webhooks", params={"connector_id": connector["id"]},
+                        content=json.dumps(_event("evt-a", newer)).encode()),  # unsigned
+        await _send(http, connector, _event("evt-b", newer), secret="guessed"),  # signed with the wrong secret
+        await _send(http, connector, _event("evt-c", negative)),  # signed, but a negative quantity
+        await _send(http, connector, {}, body=json.dumps(_event("evt-d", newer)).encode()[:-5]),  # cut short
+    ]
+    assert [(r.status_code, r.json()["error"]["code"]) for r in attempts] == [
+        (401, "invalid_webhook_signature"), (401, "invalid_webhook_signature"), (422, "invalid_order_payload"),
+        (422, "invalid_webhook_payload")]
+    assert await _stored(runtime, tenant) == (1, 1)
+    async with runtime.sessionmaker() as session:
+        after = await session.get(CommerceOrder, ref)
+    assert after is not None and (after.version, after.data_hash, after.status) == (
+        before.version, before.data_hash, before.status)
+    shown = (await http.get(f"/api/v1/orders/{ref}", headers=tenant.agent.headers)).json()["view"]["order"]
+    assert shown["status"] == "shipped" and shown["refunds"] == []
 
 
 async def test_bad_webhooks_are_refused_and_store_nothing(http: httpx.AsyncClient, tenant: TenantFixture,
