@@ -30,5 +30,27 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    # When a message first carried it. Never-sent uploads (NULL) are deleted after the retention window,
+    # including agents' uploads made for a conversation (``conversation_id`` set) but never sent.
+    attached_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_attachments_tenant_id_id", "tenant_id", "id"),)
+    __table_args__ = (
+        Index("ix_attachments_tenant_id_id", "tenant_id", "id"),
+        # Upload budgets: a visitor's and an inbox's recent uploads.
+        Index("ix_attachments_tenant_id_uploader_id_created_at", "tenant_id", "uploader_id", "created_at"),
+        Index("ix_attachments_tenant_id_inbox_id_created_at", "tenant_id", "inbox_id", "created_at"),
+        Index("ix_attachments_attached_at_created_at", "attached_at", "created_at"),
+        Index("ix_attachments_storage_key", "storage_key"),  # copies share their source's file
+    )
+
+
+class AttachmentUsage(Base):
+    """Bytes a tenant has stored in uploads: raised by each upload, lowered when the sweep deletes files.
+
+    A counter row (not a SUM over the uploads) so the quota check is one conditional UPDATE that concurrent
+    uploads on any node cannot both slip past."""
+
+    __tablename__ = "attachment_usage"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)

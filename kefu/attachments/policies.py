@@ -135,6 +135,18 @@ def sanitise_filename(raw: str | None, content_type: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadBudget:
+    """How much widget visitors may upload per window: each visitor, and all visitors of an inbox together
+    (visitor sessions are free to mint, so the inbox budget is what really bounds the disk)."""
+
+    window_seconds: int
+    visitor_uploads: int
+    visitor_bytes: int
+    inbox_uploads: int
+    inbox_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class SignedLink:
     expires: int
     signature: str

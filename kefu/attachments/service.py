@@ -64,19 +64,26 @@ async def load_many(*, session: AsyncSession, attachment_ids: Iterable[str]) -> 
 
 
 def may_reference(attachment: Attachment | None, *, tenant_id: str, sender_kind: str, inbox_id: str,
-                  visitor_id: str | None = None) -> bool:
-    """Whether a sender may put this upload on a message in a conversation of ``tenant_id``/``inbox_id``.
+                  conversation_id: str, visitor_id: str | None) -> bool:
+    """Whether a sender may put this upload on a message in ``conversation_id`` (of ``tenant_id``/``inbox_id``).
 
-    Staff may attach any file of their tenant. A customer may attach only files uploaded by a customer of
-    the same inbox (by their own visitor id when the caller knows it).
+    Staff may attach any file of their tenant (one that belongs to another conversation is copied, see
+    ``needs_copy``). A customer may attach only their own uploads (same visitor, same inbox) not yet sent
+    in another conversation; a customer post without a visitor id may attach no upload at all.
     """
     if attachment is None or attachment.tenant_id != tenant_id:
         return False
     if sender_kind != "customer":
         return True
-    if attachment.uploader_kind != "customer" or attachment.inbox_id != inbox_id:
+    if visitor_id is None or attachment.uploader_kind != "customer" or attachment.inbox_id != inbox_id:
         return False
-    return visitor_id is None or attachment.uploader_id == visitor_id
+    return attachment.uploader_id == visitor_id and attachment.conversation_id in (None, conversation_id)
+
+
+def needs_copy(attachment: Attachment, *, conversation_id: str) -> bool:
+    """Whether staff referencing this upload in ``conversation_id`` get a copy of it (it belongs to another
+    conversation, whose transcript keeps the original)."""
+    return attachment.conversation_id not in (None, conversation_id)
 
 
 async def visitor_visible(

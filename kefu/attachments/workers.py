@@ -1,7 +1,8 @@
 """Background clean-up: uploads that never made it into a message are removed after a grace period.
 
-A visitor who picks a photo and closes the tab leaves a file nobody references; without this loop such
-files would pile up on disk for ever.
+A visitor who picks a photo and closes the tab, or an agent who uploads a file for a conversation and
+never sends it, leaves a file nobody references; without this loop such files would pile up on disk for
+ever. "Sent" is the upload's ``attached_at``, set when a message first carries it.
 """
 
 from __future__ import annotations
@@ -22,31 +23,33 @@ log = logging.getLogger("kefu.attachments")
 
 ORPHAN_GRACE = timedelta(hours=24)
 SWEEP_SECONDS = 3600.0
+BATCH = 500
 
 
 async def sweep_once(runtime: Runtime, store: AttachmentStore, *, grace: timedelta = ORPHAN_GRACE) -> int:
-    """Forget orphaned uploads in batches; returns how many were removed."""
+    """Forget never-sent uploads older than ``grace`` in batches; returns how many were removed."""
     removed = 0
     while True:
         uow = runtime.unit_of_work()
         try:
-            keys = await attachment_actions.do_forget_orphans(uow, older_than=utcnow() - grace)
+            swept = await attachment_actions.do_forget_orphans(uow, older_than=utcnow() - grace, limit=BATCH)
             await uow.commit()
         finally:
             await uow.session.close()
-        for key in keys:
+        for key in swept.storage_keys:
             await store.delete(key)
-        removed += len(keys)
-        if len(keys) < 500:
+        removed += swept.rows
+        if swept.rows < BATCH:
             return removed
 
 
 async def run(runtime: Runtime) -> None:
     """Sweep every hour until cancelled; the store is the one the API uses (``runtime.extras``)."""
     store: AttachmentStore = runtime.extras["attachment_store"]  # type: ignore[assignment]
+    grace = timedelta(seconds=runtime.settings.attachment_unsent_retention_seconds)
     while True:
         try:
-            removed = await sweep_once(runtime, store)
+            removed = await sweep_once(runtime, store, grace=grace)
             if removed:
                 log.info("orphaned uploads removed", extra={"count": removed})
         except Exception:

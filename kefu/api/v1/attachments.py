@@ -33,12 +33,22 @@ Filename = Annotated[str | None, Query(max_length=255, description="The original
 
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}}}
-_UPLOAD_ERRORS = ("attachment_too_large", "unsupported_attachment_type", "empty_attachment")
+_UPLOAD_ERRORS = ("attachment_too_large", "unsupported_attachment_type", "empty_attachment",
+                  "attachment_quota_exceeded")
 
 
 def attachment_store(runtime: Runtime) -> AttachmentStore:
     """The node's store: local disk under ``KEFU_DATA_DIR/attachments`` (shared with the clean-up worker)."""
     return store_for(runtime)
+
+
+def upload_budget(runtime: Runtime) -> attachment_policies.UploadBudget:
+    """What widget visitors may upload per window, from the settings."""
+    settings = runtime.settings
+    return attachment_policies.UploadBudget(
+        window_seconds=settings.attachment_window_seconds,
+        visitor_uploads=settings.attachment_visitor_max_uploads, visitor_bytes=settings.attachment_visitor_max_bytes,
+        inbox_uploads=settings.attachment_inbox_max_uploads, inbox_bytes=settings.attachment_inbox_max_bytes)
 
 
 def _read(runtime: Runtime, attachment) -> AttachmentRead:  # type: ignore[no-untyped-def]
@@ -57,7 +67,8 @@ async def upload(request: Request, actor: Writer, uow: UoWDep, runtime: RuntimeD
     attachment = await attachment_actions.do_store_attachment(
         uow, store=attachment_store(runtime), tenant_id=actor.tenant_id,
         uploader_kind="agent" if actor.kind == "user" else "bot", uploader_id=actor.id, data=await request.body(),
-        filename=filename, max_bytes=runtime.settings.attachment_max_bytes, conversation_id=conversation_id)
+        filename=filename, max_bytes=runtime.settings.attachment_max_bytes, conversation_id=conversation_id,
+        quota_bytes=runtime.settings.attachment_tenant_quota_bytes)
     await uow.commit()
     return _read(runtime, attachment)
 
@@ -65,14 +76,17 @@ async def upload(request: Request, actor: Writer, uow: UoWDep, runtime: RuntimeD
 @router.post("/api/v1/widget/attachments", status_code=201, response_model=AttachmentRead,
              openapi_extra=_UPLOAD_BODY, tags=["widget"],
              summary="Upload a file as a widget visitor (raw body), then send it with a message by id",
-             responses=error_responses(*BODY_ERRORS, *_UPLOAD_ERRORS, "invalid_visitor_token"))
+             description="Each visitor, and each inbox's visitors together, have an upload budget per time window "
+                         "(429 `rate_limited` with Retry-After past it); the tenant has a storage quota.",
+             responses=error_responses(*BODY_ERRORS, *_UPLOAD_ERRORS, "invalid_visitor_token", "rate_limited"))
 async def visitor_upload(request: Request, claims: Visitor, uow: UoWDep, runtime: RuntimeDep,
                          filename: Filename = None) -> AttachmentRead:
     await _contact_id(runtime, claims)  # the visitor still exists (not erased)
     attachment = await attachment_actions.do_store_attachment(
         uow, store=attachment_store(runtime), tenant_id=claims.tenant_id, uploader_kind="customer",
         uploader_id=claims.visitor_id, inbox_id=claims.inbox_id, data=await request.body(), filename=filename,
-        max_bytes=runtime.settings.attachment_max_bytes)
+        max_bytes=runtime.settings.attachment_max_bytes, budget=upload_budget(runtime),
+        quota_bytes=runtime.settings.attachment_tenant_quota_bytes)
     await uow.commit()
     return _read(runtime, attachment)
 
