@@ -27,7 +27,7 @@ from kefu.bot.models import (
     Handoff,
     ServiceRequest,
 )
-from kefu.bot.ports import HandoffDesk, QueuePlacement
+from kefu.bot.ports import HandoffDesk, KnowledgeDesk, QueuePlacement
 from kefu.bot.schemas import BotSettingsBase
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations.schemas import MessageRead
@@ -191,7 +191,9 @@ async def _store_memory(uow: UnitOfWork, write: TurnWrite, *, handed_off: bool) 
     session = uow.session
     memory = write.result.memory
     now = utcnow()
-    values = {"language": memory.language, "flow": memory.flow, "step": memory.step, "slots": memory.slots,
+    # The pending knowledge answer rides with the slots (it is dialogue memory of the same lifetime).
+    slots = {**memory.slots, "_kb": memory.knowledge} if memory.knowledge else memory.slots
+    values = {"language": memory.language, "flow": memory.flow, "step": memory.step, "slots": slots,
               "last_flow": memory.last_flow,
               "low_confidence_strikes": memory.strikes, "turns": memory.turns, "handed_off": handed_off,
               "updated_at": now}
@@ -238,8 +240,11 @@ async def _say(uow: UnitOfWork, write: TurnWrite, body: str, index: int, *, priv
 
 
 async def do_store_turn(uow: UnitOfWork, write: TurnWrite, *, handoff_desk: HandoffDesk | None,
-                        node_id: str, texts: Any) -> Handoff | None:
+                        node_id: str, texts: Any, knowledge_desk: KnowledgeDesk | None = None) -> Handoff | None:
     """Post the bot's replies, store the new memory (version-checked) and, when decided, hand off.
+
+    The customer's verdicts on knowledge answers and handoffs after them go to the knowledge base in the same
+    transaction (``knowledge_desk``), so a recomputed turn never records them twice.
 
     ``texts`` is the tenant's ``FlowSet`` (for the handoff announcement in the brand's tone).
     Raises ``StaleDialogue`` when another node stored a turn of this conversation since it was read.
@@ -264,6 +269,9 @@ async def do_store_turn(uow: UnitOfWork, write: TurnWrite, *, handoff_desk: Hand
             announcement += " " + texts.text("handoff_offline", lang)
         last = await _say(uow, write, announcement, index + 1)
         await _say(uow, write, handoff_row.summary["text"], index + 2, private=True)
+    if knowledge_desk is not None:
+        for record in result.knowledge_records:
+            await knowledge_desk.record(uow, tenant_id=write.tenant_id, **record)
     await uow.session.execute(
         update(BotTurn).where(BotTurn.message_id == write.message_id)
         .values(outcome="handoff" if result.handoff else "answered", intent=result.intent[:64],

@@ -8,15 +8,17 @@ bot says so and hands off rather than quoting stale logistics or acting on a cop
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
 import re
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kefu.bot.ports import (
     KnowledgeAnswer,
+    KnowledgeChoice,
     Money,
     OrderBrief,
     OrderLine,
@@ -29,6 +31,8 @@ from kefu.commerce import service as commerce_service
 from kefu.commerce.ports import SourceDown
 from kefu.commerce.schemas import Address, AddressChangeRequest, CancelRequest, LineQuantity, ReturnCreate
 from kefu.core.errors import DomainError, NotFound
+from kefu.knowledge import actions as knowledge_actions
+from kefu.knowledge import service as knowledge_service
 from kefu.nlp import service as nlp_service
 from kefu.nlp.understanding import Understanding
 
@@ -448,47 +452,113 @@ class RoutingHandoffDesk:
 
 
 class KnowledgeSeam:
-    """``KnowledgeDesk`` over ``kefu.knowledge.service.answer``: its best answer as plain text, or the
-    questions it found close enough to offer; nothing when the knowledge base says "hand off"."""
+    """``KnowledgeDesk`` over ``kefu.knowledge``: every question is recorded through ``actions.do_answer`` (so the
+    shop sees answers given and gap mining sees what nobody could answer), a picked choice through
+    ``do_choose``, and the customer's verdict and a handoff after an answer in the bot's own unit of work."""
+
+    # Questions longer than this are cut before searching: a pasted essay is not a better query.
+    MAX_QUESTION_CHARS = 500
+    _REMEMBERED = 256
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # A turn recomputed after a conflict (another node answered meanwhile) asks again with the same message:
+        # answer from memory instead of recording the question twice.
+        self._asked: OrderedDict[str, KnowledgeAnswer] = OrderedDict()
 
-    async def answer(self, *, tenant_id: str, question: str, language: str) -> KnowledgeAnswer | None:
+    async def answer(self, *, tenant_id: str, question: str, language: str, channel: str | None,
+                     conversation_id: str, message_id: str) -> KnowledgeAnswer | None:
+        known = self._asked.get(message_id)
+        if known is not None:
+            return known
+        uow = self.runtime.unit_of_work()
         try:
-            service = importlib.import_module("kefu.knowledge.service")
-        except ImportError:
-            return None
-        answer_fn = getattr(service, "answer", None)
-        if answer_fn is None:
-            return None
-        async with self.runtime.sessionmaker() as session:
-            result = await answer_fn(session=session, tenant_id=tenant_id, question=question, language=language)
-            await session.commit()
+            result = await knowledge_actions.do_answer(
+                uow, tenant_id=tenant_id, question=question[:self.MAX_QUESTION_CHARS], language=language,
+                channel=channel, conversation_id=conversation_id)
+            await uow.commit()
+        finally:
+            await uow.session.close()
         if result.decision == "answer" and result.best is not None:
-            return KnowledgeAnswer(text=_plain(result.best.answer_html), article_id=result.best.id,
-                                   score=float(result.best.confidence))
-        if result.decision == "choices" and result.choices:
-            intro = "您是想问：" if language == "zh" else "Did you mean:"
-            listed = "".join(f"\n{i}. {c.question}" for i, c in enumerate(result.choices[:3], 1))
-            return KnowledgeAnswer(text=intro + listed, article_id=result.choices[0].id,
-                                   score=float(result.choices[0].confidence))
-        return None
+            answer = KnowledgeAnswer(decision="answer", text=_plain(result.best.answer_html), answer_id=result.id,
+                                     entry_id=result.best.id, score=float(result.best.confidence))
+        elif result.decision == "choices" and result.choices:
+            answer = KnowledgeAnswer(decision="choices", answer_id=result.id,
+                                     score=float(result.choices[0].confidence),
+                                     choices=tuple(KnowledgeChoice(c.id, c.question) for c in result.choices[:3]))
+        else:
+            answer = KnowledgeAnswer(decision="handoff", answer_id=result.id)
+        self._asked[message_id] = answer
+        while len(self._asked) > self._REMEMBERED:
+            self._asked.popitem(last=False)
+        return answer
+
+    async def choose(self, *, tenant_id: str, answer_id: str, entry_id: str) -> KnowledgeAnswer | None:
+        uow = self.runtime.unit_of_work()
+        try:
+            try:
+                recorded = await knowledge_service.access_answer(session=uow.session, tenant_id=tenant_id,
+                                                                 answer_id=answer_id)
+                choice = await knowledge_actions.do_choose(uow, answer=recorded, entry_id=entry_id)
+            except DomainError:  # the entry was unpublished meanwhile, or the answer is gone
+                return None
+            await uow.commit()
+        finally:
+            await uow.session.close()
+        return KnowledgeAnswer(decision="answer", text=_plain(choice.answer_html), answer_id=answer_id,
+                               entry_id=choice.id, score=float(choice.confidence))
+
+    async def record(self, uow: Any, *, tenant_id: str, answer_id: str, helpful: bool | None = None,
+                     handed_off: bool = False) -> None:
+        try:
+            recorded = await knowledge_service.access_answer(session=uow.session, tenant_id=tenant_id,
+                                                             answer_id=answer_id)
+        except NotFound:
+            return
+        if helpful is not None:
+            await knowledge_actions.do_record_feedback(uow, answer=recorded, helpful=helpful)
+        if handed_off:
+            await knowledge_actions.do_record_handoff(uow, answer=recorded)
 
 
 _TAG = re.compile(r"<[^>]+>")
 
 
+MAX_ANSWER_CHARS = 1200  # a chat bubble, not a manual: a long article is cut at a line and marked as cut
+
+
 def _plain(html_text: str) -> str:
-    """The knowledge base answers in sanitised HTML; chat messages are plain text."""
+    """The knowledge base answers in sanitised HTML; chat messages are plain text (long articles cut)."""
     import html
 
     text = re.sub(r"</(p|li|div|h\d)>|<br\s*/?>", "\n", html_text or "", flags=re.IGNORECASE)
-    return "\n".join(line.strip() for line in html.unescape(_TAG.sub("", text)).splitlines() if line.strip())
+    text = "\n".join(line.strip() for line in html.unescape(_TAG.sub("", text)).splitlines() if line.strip())
+    if len(text) <= MAX_ANSWER_CHARS:
+        return text
+    cut = text.rfind("\n", 0, MAX_ANSWER_CHARS)
+    return text[:cut if cut > MAX_ANSWER_CHARS // 2 else MAX_ANSWER_CHARS].rstrip() + " …"
 
 
 class NluUnderstander:
-    """``Understander`` over ``kefu.nlp.service.analyse`` (the tenant's own model when it has one)."""
+    """``Understander`` over ``kefu.nlp`` (the tenant's own model when it has one), off the event loop.
 
-    def analyse(self, text: str, *, tenant_id: str | None = None) -> Understanding:
-        return nlp_service.analyse(text, tenant_id=tenant_id)
+    Loading the default model, training a tenant's, the tokeniser's first use (about 1.5 s for jieba's
+    dictionary) and each analysis are CPU work: they run in worker threads, so a node keeps serving its
+    WebSockets and HTTP requests while the bot thinks.
+    """
+
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        self.runtime = runtime
+
+    async def analyse(self, text: str, *, tenant_id: str | None = None) -> Understanding:
+        if self.runtime is not None and tenant_id is not None:
+            async with self.runtime.sessionmaker() as session:
+                pipeline = await nlp_service.ensure_tenant_pipeline(session=session, tenant_id=tenant_id)
+        else:
+            pipeline = await asyncio.to_thread(nlp_service.pipeline_for, tenant_id)
+        return await asyncio.to_thread(pipeline.analyse, text)
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load the default model and the tokeniser's dictionary (blocking: call it in a thread)."""
+        nlp_service.pipeline_for(None).analyse("你好，我的快递到哪了？ Where is my parcel?")

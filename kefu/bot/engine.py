@@ -13,6 +13,7 @@ recent unshipped order is being chased is not asked which); else the bot lists t
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,9 +21,10 @@ from typing import Any
 
 from kefu.bot import policies
 from kefu.bot.flows import SKILLS, Flow, FlowSet, Slot, render
-from kefu.bot.ports import KnowledgeDesk, OrderBrief, OrderDesk, OrderSystemDown, Outcome
+from kefu.bot.ports import KnowledgeAnswer, KnowledgeDesk, OrderBrief, OrderDesk, OrderSystemDown, Outcome
 from kefu.nlp.understanding import Understanding
 
+log = logging.getLogger("kefu.bot")
 RECENT_DAYS = 30
 MAX_CHOICES = 5
 MAX_TURNS_KEPT = 12
@@ -52,6 +54,10 @@ class Memory:
     current_order_id: str | None = None
     mentioned: list[str] = field(default_factory=list)  # order ids, most recent last
     orders: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {number, headline} seen this turn
+    # The knowledge-base answer (or choices) the bot gave in its last reply: the next message may be a verdict
+    # on it ("没用", "thanks") or a pick among the choices. {"answer_id", "mode": answer|choices, "entry_id",
+    # "choices": [{"id", "question"}]}; stored with the slots under "_kb".
+    knowledge: dict[str, Any] | None = None
 
     def mention(self, order: OrderBrief) -> None:
         if self.mentioned and self.mentioned[-1] == order.id:
@@ -74,6 +80,7 @@ class Customer:
     vip_level: int = 0
     verified: bool = False
     first_turn: bool = False
+    channel: str | None = None  # the conversation's channel: knowledge entries may be visible on some only
 
 
 @dataclass
@@ -88,6 +95,9 @@ class TurnResult:
     actions: list[dict[str, Any]] = field(default_factory=list)  # what the bot did, for the agent's summary
     resolved: bool = False  # a flow's skill succeeded: the contact's question was settled
     order_category: str | None = None
+    # Verdicts and handoffs to record on knowledge-base answers, in the turn's transaction:
+    # {"answer_id", "helpful": bool} / {"answer_id", "handed_off": True}.
+    knowledge_records: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Stop(Exception):
@@ -109,11 +119,15 @@ class Engine:
         self.default_language = default_language
         self.now = now
         self._orders_cache: list[OrderBrief] | None = None
+        # Knowledge answers a handoff in this turn comes right after (the last reply's, this turn's own).
+        self._kb_open: list[str] = []
 
     async def respond(self, *, text: str, understanding: Understanding, memory: Memory,
                       customer: Customer) -> TurnResult:
         """Answer one customer message (see the module docstring for how the order is chosen)."""
         self._orders_cache = None
+        self._kb_open = []
+        pending, memory.knowledge = memory.knowledge, None  # only the very next message can answer it
         lang = policies.reply_language(understanding, memory.language, self.default_language)
         memory.language = lang
         result = TurnResult(replies=[], memory=memory, intent=understanding.intent,
@@ -126,6 +140,14 @@ class Engine:
         if decision is not None and decision.reason in (policies.ANGER, policies.ANXIETY) and \
                 memory.step == "confirm" and (policies.is_yes(text) or policies.is_no(text)):
             decision = None  # "不要了，算了" answering our question is a plain no, not an outburst
+        if pending is not None and pending.get("answer_id"):
+            try:
+                if await self._after_knowledge(text, understanding, pending, memory, customer, result, decision):
+                    return result
+            except _Stop as stop:
+                if stop.reply:
+                    result.replies.append(stop.reply)
+                return self._handoff(result, stop.decision)
         if decision is not None and decision.reason != policies.LOW_CONFIDENCE:
             return self._handoff(result, decision)
         try:
@@ -161,9 +183,12 @@ class Engine:
                 policies.means_other_one(text) or u.entities_of("order_number") or _ORDER_NUMBER.search(text)):
             # "And the other one?" / "what about DS100008?": the same question about another order.
             target, confident, low = self.flows.flows[memory.last_flow], True, None
-        if low is not None:
-            raise _Stop(low)
-        if not confident:
+        if not confident or low is not None:
+            # A question the intent model does not know may still be one the shop wrote an answer for.
+            if await self._knowledge(text, memory, customer, result):
+                return
+            if low is not None:
+                raise _Stop(low)
             memory.strikes += 1
             result.replies.append(self.flows.text("clarify", lang))
             return
@@ -173,11 +198,7 @@ class Engine:
             result.resolved = u.intent in ("thanks", "goodbye")
             return
         if target is None:
-            answer = await self._knowledge(text, lang, customer)
-            if answer is not None:
-                result.replies.append(answer)
-                result.actions.append({"skill": "knowledge", "ok": True, "code": "answered"})
-                result.resolved = True
+            if await self._knowledge(text, memory, customer, result):
                 return
             raise _Stop(policies.HandoffDecision(policies.UNSUPPORTED_INTENT, {"intent": u.intent}),
                         self.flows.text("no_flow", lang))
@@ -486,17 +507,130 @@ class Engine:
             result.replies.append(text)
         result.resolved = flow.done
 
-    async def _knowledge(self, text: str, lang: str, customer: Customer) -> str | None:
-        if self.knowledge is None:
-            return None
+    # -- knowledge base --------------------------------------------------------------------------------
+
+    async def _knowledge(self, text: str, memory: Memory, customer: Customer, result: TurnResult) -> bool:
+        """Answer from the knowledge base, or offer its closest entries; False when it has nothing good enough."""
+        if self.knowledge is None or len(_normalised(text)) < 2:
+            return False  # "2", "?" or an emoji is no question for the knowledge base (nor for gap mining)
+        lang = result.language
         try:
-            answer = await self.knowledge.answer(tenant_id=customer.tenant_id, question=text, language=lang)
+            answer = await self.knowledge.answer(tenant_id=customer.tenant_id, question=text, language=lang,
+                                                 channel=customer.channel, conversation_id=customer.conversation_id,
+                                                 message_id=customer.message_id)
         except Exception:  # the knowledge base is a nice-to-have here; people still get the question
-            return None
-        return self.flows.styled(answer.text, lang) if answer and answer.text.strip() else None
+            log.exception("knowledge base answer failed", extra={"conversation_id": customer.conversation_id})
+            return False
+        if answer is None:
+            return False
+        if answer.decision == "answer" and answer.text.strip():
+            self._give_answer(answer, memory, result)
+            result.actions.append({"skill": "knowledge", "ok": True, "code": "answered", "entry": answer.entry_id})
+            return True
+        if answer.decision == "choices" and answer.choices:
+            listing = "".join(f"\n{i}. {c.question}" for i, c in enumerate(answer.choices, 1))
+            result.replies.append(self.flows.styled(self.flows.text("kb_choices", lang), lang) + listing
+                                  + "\n" + self.flows.text("kb_choices_hint", lang))
+            memory.strikes = 0
+            memory.knowledge = {"answer_id": answer.answer_id, "mode": "choices",
+                                "choices": [{"id": c.id, "question": policies.clip(c.question, 200)}
+                                            for c in answer.choices]}
+            result.actions.append({"skill": "knowledge", "ok": True, "code": "choices",
+                                   "entries": [c.id for c in answer.choices]})
+            return True
+        if answer.answer_id:
+            self._kb_open.append(answer.answer_id)  # nothing good enough: a handoff now follows this question
+        return False
+
+    def _give_answer(self, answer: KnowledgeAnswer, memory: Memory, result: TurnResult) -> None:
+        lang = result.language
+        # The entry's text is the shop's own words: sent as it is (never rendered as a template), with a hint
+        # that "没用" brings a person.
+        result.replies.append(self.flows.styled(answer.text.strip(), lang) + "\n"
+                              + self.flows.text("kb_feedback_hint", lang))
+        result.resolved = True
+        memory.strikes = 0
+        memory.knowledge = {"answer_id": answer.answer_id, "mode": "answer", "entry_id": answer.entry_id}
+
+    async def _after_knowledge(self, text: str, u: Understanding, pending: dict[str, Any], memory: Memory,
+                               customer: Customer, result: TurnResult,
+                               decision: policies.HandoffDecision | None) -> bool:
+        """The message right after a knowledge answer: a verdict on it, or a pick among the offered choices.
+
+        Returns True when the message was exactly that (the turn is complete); False to handle it as usual.
+        """
+        lang = result.language
+        answer_id = str(pending["answer_id"])
+        if policies.not_helpful(text):
+            self._kb_open.append(answer_id)
+            result.knowledge_records.append({"answer_id": answer_id, "helpful": False})
+            result.actions.append({"skill": "knowledge", "ok": False, "code": "not_helpful",
+                                   "entry": pending.get("entry_id")})
+            if decision is None or decision.reason == policies.LOW_CONFIDENCE:
+                decision = policies.HandoffDecision(policies.KNOWLEDGE_NOT_HELPFUL,
+                                                    {"entry_id": pending.get("entry_id")})
+            raise _Stop(decision, self.flows.styled(self.flows.text("kb_sorry", lang), lang))
+        if decision is not None:
+            # The customer's reaction to the answer sends them to people (asked for one, angry, not understood
+            # twice): that handoff counts against the answer. One caused by a later question does not.
+            self._kb_open.append(answer_id)
+            if decision.reason != policies.LOW_CONFIDENCE:
+                return False  # the handoff policy speaks first
+        if pending.get("mode") == "answer" and policies.helpful(text):
+            result.knowledge_records.append({"answer_id": answer_id, "helpful": True})
+            result.actions.append({"skill": "knowledge", "ok": True, "code": "helpful",
+                                   "entry": pending.get("entry_id")})
+            if u.intent not in SMALL_TALK and not policies.is_low_confidence(u, self.thresholds):
+                return False  # "thanks, and where is my parcel?": the verdict is noted, the question answered
+            result.replies.append(self.flows.styled(self.flows.text("thanks", lang), lang))
+            result.resolved = True
+            memory.strikes = 0
+            return True
+        if pending.get("mode") == "choices" and self.knowledge is not None:
+            entry_id = pick_choice(text, [c for c in pending.get("choices") or [] if isinstance(c, dict)])
+            if entry_id is None:
+                return False  # something else: a new question, answered as usual
+            chosen = await self.knowledge.choose(tenant_id=customer.tenant_id, answer_id=answer_id,
+                                                 entry_id=entry_id)
+            if chosen is None or not chosen.text.strip():
+                return False
+            self._give_answer(chosen, memory, result)
+            result.actions.append({"skill": "knowledge", "ok": True, "code": "picked", "entry": entry_id})
+            return True
+        return False
 
     def _handoff(self, result: TurnResult, decision: policies.HandoffDecision) -> TurnResult:
         result.handoff = decision
         result.memory.reset_flow()
         result.memory.strikes = 0
+        result.memory.knowledge = None
+        for answer_id in dict.fromkeys(self._kb_open):
+            result.knowledge_records.append({"answer_id": answer_id, "handed_off": True})
         return result
+
+
+_PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def _normalised(text: str) -> str:
+    return _PUNCTUATION.sub("", text).lower()
+
+
+def pick_choice(text: str, choices: list[dict[str, Any]]) -> str | None:
+    """The entry id the customer picked: "2", "第二个", "second one", or (part of) the question's own words."""
+    match = _ORDINAL.match(text)
+    if match:
+        raw = next(g for g in match.groups() if g)
+        index = _EN_ORDINALS.get(raw.lower()) or _ORDINALS.get(raw)
+        return str(choices[index - 1]["id"]) if index and index <= len(choices) else None
+    said = _normalised(text)
+    if not said:
+        return None
+    questions = [(_normalised(str(c.get("question", ""))), str(c["id"])) for c in choices if c.get("id")]
+    exact = [entry_id for question, entry_id in questions if question == said]
+    if exact:
+        return exact[0]
+    # A part of one question only ("退货运费" for "退货运费谁出？"), or a question quoted inside the message.
+    partial = [entry_id for question, entry_id in questions
+               if question and (len(said) >= 3 and said in question or question in said)]
+    return partial[0] if len(partial) == 1 else None

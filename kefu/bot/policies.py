@@ -25,8 +25,9 @@ ORDER_SYSTEM_DOWN = "order_system_down"
 ACTION_FOLLOW_UP = "action_follow_up"  # the bot told the truth (a late parcel) and a person must act on it
 UNSUPPORTED_INTENT = "unsupported_intent"  # understood, but no flow and no knowledge answer
 VERIFICATION_NEEDED = "verification_needed"  # a change to an order asked by a visitor who is not logged in
+KNOWLEDGE_NOT_HELPFUL = "knowledge_not_helpful"  # "that did not help" after a knowledge-base answer
 REASONS = (EXPLICIT_REQUEST, SENSITIVE_WORDS, ANGER, ANXIETY, VIP, LOW_CONFIDENCE, ACTION_FAILED,
-           ORDER_SYSTEM_DOWN, ACTION_FOLLOW_UP, UNSUPPORTED_INTENT, VERIFICATION_NEEDED)
+           ORDER_SYSTEM_DOWN, ACTION_FOLLOW_UP, UNSUPPORTED_INTENT, VERIFICATION_NEEDED, KNOWLEDGE_NOT_HELPFUL)
 
 _HUMAN_ZH = ("转人工", "人工客服", "人工服务", "找人工", "要人工", "真人", "接人工", "人工坐席", "转接人工", "客服人员",
              "活人")
@@ -44,6 +45,17 @@ _YES = re.compile(r"^\s*(是|是的|对|对的|好|好的|嗯|确认|确定|可�
                   r"correct|right|go ahead|please do)\s*[!！。.~]*\s*$", re.IGNORECASE)
 _NO = re.compile(r"^\s*(不|不是|不要|不用|否|算了|取消|no|nope|nah|cancel|don'?t|stop|never ?mind)\b.*$|"
                  r"^\s*(不|不是|不要|不用|算了|先不)", re.IGNORECASE)
+# The customer's verdict on a knowledge-base answer, said right after it. "Not helpful" is checked first, so
+# "没有帮助" / "not helpful" never count as their positive halves.
+_NOT_HELPFUL = re.compile(
+    r"没用|没有用|没啥用|不管用|没解决|没有解决|不能解决|解决不了|没帮助|没有帮助|没帮上|不是我要的|不是我想要的|答非所问|"
+    r"都不是|看不懂|还是不行|还是不明白|"
+    r"(did ?n[o']?t|does ?n[o']?t|do ?n[o']?t|not|never|wasn'?t|isn'?t) (help|work|answer|solve)|not (helpful|useful|it\b)|"
+    r"\bunhelpful\b|\buseless\b|\bno help\b|none of (these|those|them)|wrong answer|that'?s not what i",
+    re.IGNORECASE)
+_HELPFUL = re.compile(
+    r"谢谢|多谢|感谢|有用|有帮助|解决了|明白了|懂了|知道了|\bthanks?\b|thank you|\bthx\b|helpful|that helps|"
+    r"that helped|\bsolved\b|got it|perfect|great", re.IGNORECASE)
 _OTHER_ONE = re.compile(r"另一个|另外一个|另一单|另外一单|另一笔|另外那个|上一个|其他那个|the other( one)?|another one|"
                         r"other order|previous one", re.IGNORECASE)
 
@@ -122,6 +134,16 @@ def is_yes(text: str) -> bool:
 
 def is_no(text: str) -> bool:
     return bool(_NO.match(text.strip()))
+
+
+def not_helpful(text: str) -> bool:
+    """"没用" / "没解决" / "that did not help" / "none of these": the last knowledge-base answer failed."""
+    return bool(_NOT_HELPFUL.search(text))
+
+
+def helpful(text: str) -> bool:
+    """"谢谢" / "有用" / "thanks, that helps" after a knowledge-base answer (and not a "not helpful")."""
+    return not not_helpful(text) and bool(_HELPFUL.search(text))
 
 
 def means_other_one(text: str) -> bool:

@@ -124,17 +124,38 @@ class HandoffDesk(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class KnowledgeChoice:
+    id: str
+    question: str
+
+
+@dataclass(frozen=True, slots=True)
 class KnowledgeAnswer:
-    text: str
-    article_id: str | None = None
+    """What the knowledge base made of a question: ``answer`` (``text`` is the plain-text answer of ``entry_id``),
+    ``choices`` (close entries to offer) or ``handoff`` (nothing good enough). ``answer_id`` names the recorded
+    question, for the customer's feedback and a later handoff."""
+
+    decision: str  # answer | choices | handoff
+    text: str = ""
+    answer_id: str | None = None
+    entry_id: str | None = None
     score: float = 0.0
+    choices: tuple[KnowledgeChoice, ...] = ()
 
 
 class KnowledgeDesk(Protocol):
-    async def answer(self, *, tenant_id: str, question: str, language: str) -> KnowledgeAnswer | None:
-        """An answer from the knowledge base, or None when it knows nothing good enough."""
+    async def answer(self, *, tenant_id: str, question: str, language: str, channel: str | None,
+                     conversation_id: str, message_id: str) -> KnowledgeAnswer | None:
+        """Ask the knowledge base and record the question (None when it could not be asked at all)."""
+
+    async def choose(self, *, tenant_id: str, answer_id: str, entry_id: str) -> KnowledgeAnswer | None:
+        """The customer picked one of the offered entries: its answer (recorded as the answer given)."""
+
+    async def record(self, uow: Any, *, tenant_id: str, answer_id: str, helpful: bool | None = None,
+                     handed_off: bool = False) -> None:
+        """Within the caller's unit of work: the customer's verdict on an answer, or a handoff after it."""
 
 
 class Understander(Protocol):
-    def analyse(self, text: str, *, tenant_id: str | None = None) -> Understanding:
-        """Language, intent, entities, emotion and sentiment of one customer message."""
+    async def analyse(self, text: str, *, tenant_id: str | None = None) -> Understanding:
+        """Language, intent, entities, emotion and sentiment of one customer message (off the event loop)."""

@@ -56,7 +56,7 @@ class BotRunner:
         self.desk = desk or CommerceOrderDesk(runtime, now=now)
         self.handoff = handoff or RoutingHandoffDesk()
         self.knowledge = knowledge if knowledge is not None else KnowledgeSeam(runtime)
-        self.understander = understander or NluUnderstander()
+        self.understander = understander or NluUnderstander(runtime)
         self.now = now
 
     async def handle_message(self, *, tenant_id: str, conversation_id: str, message_id: str,
@@ -118,24 +118,27 @@ class BotRunner:
             settings = await bot_service.inbox_settings(session=session, inbox_id=conversation.inbox_id)
             flows = await bot_service.flow_set(session=session, tenant_id=tenant_id)
             await session.commit()
+        slots = dict(state.slots or {}) if state else {}
+        knowledge = slots.pop("_kb", None)
         memory = Memory(language=(state.language if state else None) or conversation.locale,
                         flow=state.flow if state else None, step=state.step if state else None,
-                        last_flow=state.last_flow if state else None,
-                        slots=dict(state.slots or {}) if state else {},
+                        last_flow=state.last_flow if state else None, slots=slots,
+                        knowledge=knowledge if isinstance(knowledge, dict) else None,
                         strikes=state.low_confidence_strikes if state else 0,
                         turns=list(state.turns or []) if state else [],
                         current_order_id=context.current_order_id if context else None,
                         **_mentioned(context))
         if not text.strip():
             text = "[attachment]" if message.attachments else ""
-        understanding = self.understander.analyse(text, tenant_id=tenant_id)
+        # Off the event loop: the first message of a node may load the model and the tokeniser (seconds).
+        understanding = await self.understander.analyse(text, tenant_id=tenant_id)
         thresholds = policies.HandoffThresholds.from_settings(settings.handoff.model_dump())
         engine = Engine(flows=flows, desk=self.desk,
                         knowledge=self.knowledge if settings.knowledge_fallback else None,
                         thresholds=thresholds, default_language=settings.default_language, now=self.now)
         customer = Customer(tenant_id=tenant_id, contact_id=contact.id, conversation_id=conversation_id,
                             message_id=message_id, vip_level=contact.vip_level or 0, verified=verified,
-                            first_turn=state is None)
+                            first_turn=state is None, channel=conversation.channel)
         result = await engine.respond(text=text, understanding=understanding, memory=memory, customer=customer)
         return await self._store(tenant_id, conversation_id, message_id, text, result, understanding, flows,
                                  state_version=state.version if state else None,
@@ -158,7 +161,8 @@ class BotRunner:
                 text=text, result=result, state_version=state_version, context_version=context_version,
                 understanding=understanding.to_dict() if understanding else {}, vip_level=vip_level)
             handoff: Handoff | None = await bot_actions.do_store_turn(
-                uow, write, handoff_desk=self.handoff, node_id=self.runtime.node_id, texts=flows)
+                uow, write, handoff_desk=self.handoff, node_id=self.runtime.node_id, texts=flows,
+                knowledge_desk=self.knowledge)
             await uow.commit()
         finally:
             await uow.session.close()

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from kefu.bot import service as bot_service
+from kefu.bot.adapters import NluUnderstander
 from kefu.bot.runner import BotRunner
 from kefu.conversations import service as conversation_service
 from kefu.core.clock import utcnow
@@ -104,8 +105,17 @@ class BotWorker:
                 log.exception("bot sweep failed")
             await asyncio.sleep(SWEEP_SECONDS)
 
+    async def warm_up(self) -> None:
+        """Load the language model and the tokeniser now, in a thread, rather than on the first customer's
+        message: the loop serves everyone else meanwhile, and the first answer is not seconds late."""
+        try:
+            await asyncio.to_thread(NluUnderstander.warm_up)
+        except Exception:  # the first message will try again (and hand off if it fails too)
+            log.exception("warming up the language model failed")
+
     async def run(self) -> None:
         self.runtime.bus.subscribe(self.on_event)
+        warming = asyncio.create_task(self.warm_up(), name="kefu-bot-warm-up")
         sweeper = asyncio.create_task(self._sweeper(), name="kefu-bot-sweep")
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -116,9 +126,10 @@ class BotWorker:
                 task.add_done_callback(tasks.discard)
         finally:
             sweeper.cancel()
+            warming.cancel()  # a thread cannot be stopped; the task stops waiting for it
             for task in list(tasks):
                 task.cancel()
-            await asyncio.gather(sweeper, *tasks, return_exceptions=True)
+            await asyncio.gather(sweeper, warming, *tasks, return_exceptions=True)
 
 
 async def run(runtime: Runtime) -> None:

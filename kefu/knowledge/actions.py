@@ -20,7 +20,14 @@ from kefu.knowledge import policies
 from kefu.knowledge import service as knowledge_service
 from kefu.knowledge.io import EntryDraft, plain_text
 from kefu.knowledge.models import KbEntry, KbEntryVersion, KbQuery
-from kefu.knowledge.schemas import EntryCreate, EntryUpdate, ImportReport, ImportRowError, KnowledgeAnswer
+from kefu.knowledge.schemas import (
+    AnswerChoice,
+    EntryCreate,
+    EntryUpdate,
+    ImportReport,
+    ImportRowError,
+    KnowledgeAnswer,
+)
 
 CONTENT_FIELDS = ("title", "question", "paraphrases", "answer", "chunks")
 
@@ -222,6 +229,20 @@ async def do_answer(uow: UnitOfWork, *, tenant_id: str, question: str, language:
     await uow.session.flush()
     result.id = record.id
     return result
+
+
+async def do_choose(uow: UnitOfWork, *, answer: KbQuery, entry_id: str) -> AnswerChoice:
+    """The customer picked one of the offered choices: it becomes the answer given (feedback and handoffs after
+    it count for that entry). Picking the same entry again changes nothing; another one moves the count."""
+    choice = await knowledge_service.answer_choice(session=uow.session, answer=answer, entry_id=entry_id)
+    if answer.entry_id != entry_id:
+        if answer.entry_id:
+            await _bump(uow, [answer.entry_id], answers_given=-1)
+        await _bump(uow, [entry_id], answers_given=1)
+        answer.entry_id = entry_id
+        answer.confidence = choice.confidence
+        await uow.session.flush()
+    return choice
 
 
 async def do_record_feedback(uow: UnitOfWork, *, answer: KbQuery, helpful: bool) -> KbQuery:

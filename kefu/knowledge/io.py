@@ -300,7 +300,7 @@ def indexed(draft: EntryDraft, entry_id: str) -> IndexedEntry:
     return IndexedEntry(id=entry_id, questions=rows, answer="" if draft.chunks else plain_text(draft.answer),
                         language=draft.language, category=draft.category, title=draft.title,
                         channels=tuple(draft.channels), valid_from=draft.valid_from, valid_until=draft.valid_until,
-                        tags=tuple(draft.tags))
+                        tags=tuple(draft.tags), product_ids=tuple(draft.product_ids))
 
 
 def load_jsonl_index(path: Path) -> tuple[SearchIndex, list[RowError]]:

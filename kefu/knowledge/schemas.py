@@ -140,6 +140,7 @@ class SearchHit(BaseModel):
     confidence: float = Field(ge=0, le=1)
     category: str
     language: str
+    product_ids: list[str] = Field(default_factory=list, description="Catalogue products the entry is linked to")
 
 
 class SearchResults(BaseModel):
@@ -185,6 +186,14 @@ class AnswerFeedback(BaseModel):
     helpful: bool
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"helpful": False}]})
+
+
+class AnswerChoiceRequest(BaseModel):
+    """The entry the customer picked among the choices an answer offered."""
+
+    entry_id: str = Field(min_length=1, max_length=40)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"entry_id": "kb_01HZX3V8J6Q9R2T4W5Y7Z8A1B2"}]})
 
 
 class AnswerHandoff(BaseModel):

@@ -7,6 +7,7 @@ The bot's seam (stable):
     answer = await knowledge_actions.do_answer(uow, tenant_id=t, question=..., language=..., channel=...,
                                                conversation_id=...)        # same, recorded: answer.id = kbq_…
     answer.decision in {"answer", "choices", "handoff"}; answer.best / answer.choices (top 3, with confidence)
+    choice = await knowledge_actions.do_choose(uow, answer=kbq, entry_id=...)  # the customer picked a choice
     await knowledge_actions.do_record_feedback(uow, tenant_id=t, answer_id=answer.id, helpful=False)
     await knowledge_actions.do_record_handoff(uow, tenant_id=t, answer_id=answer.id)
 
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.conversations import service as conversation_service
 from kefu.core.clock import utcnow
-from kefu.core.errors import NotFound
+from kefu.core.errors import NotFound, ValidationFailed
 from kefu.knowledge import policies
 from kefu.knowledge.index import Hit, IndexedEntry, SearchIndex
 from kefu.knowledge.io import plain_text, sanitise_html
@@ -148,7 +149,7 @@ async def _load_published(session: AsyncSession, tenant_id: str) -> list[Indexed
     return [IndexedEntry(id=e.id, questions=[v.question, *v.paraphrases, *v.chunks],
                          answer="" if v.chunks else plain_text(v.answer), language=e.language, category=e.category,
                          title=v.title, channels=tuple(e.channels), valid_from=e.valid_from,
-                         valid_until=e.valid_until, tags=tuple(e.tags))
+                         valid_until=e.valid_until, tags=tuple(e.tags), product_ids=tuple(e.product_ids or ()))
             for e, v in rows]
 
 
@@ -179,15 +180,19 @@ async def search_index(*, session: AsyncSession, tenant_id: str) -> SearchIndex:
 def _hit(hit: Hit, query: str) -> SearchHit:
     return SearchHit(id=hit.id, question=hit.entry.questions[0] if hit.entry.questions else hit.entry.title,
                      matched=hit.matched, snippet=hit.snippet(query), score=round(hit.score, 4),
-                     confidence=round(hit.confidence, 4), category=hit.entry.category, language=hit.entry.language)
+                     confidence=round(hit.confidence, 4), category=hit.entry.category, language=hit.entry.language,
+                     product_ids=list(hit.entry.product_ids))
 
 
 async def search(*, session: AsyncSession, tenant_id: str, query: str, language: str | None = None,
-                 category: str | None = None, channel: str | None = None, limit: int = 5,
-                 now: datetime | None = None) -> list[SearchHit]:
-    """Published, currently valid entries for ``query``, best first, with highlighted snippets."""
+                 category: str | None = None, channel: str | None = None, product: str | None = None,
+                 limit: int = 5, now: datetime | None = None) -> list[SearchHit]:
+    """Published, currently valid entries for ``query``, best first, with highlighted snippets.
+
+    Filters narrow the result: ``language``, ``category``, ``channel`` (visible there) and ``product`` (linked
+    to that catalogue product)."""
     index = await search_index(session=session, tenant_id=tenant_id)
-    hits = index.search(query, top=limit, language=language, category=category, channel=channel,
+    hits = index.search(query, top=limit, language=language, category=category, channel=channel, product=product,
                         now=now or utcnow())
     return [_hit(h, query) for h in hits]
 
@@ -201,6 +206,19 @@ async def _answer_html(session: AsyncSession, entry_ids: list[str]) -> dict[str,
               & (KbEntryVersion.version == KbEntry.published_version))
         .where(KbEntry.id.in_(entry_ids)))).all()
     return {entry_id: sanitise_html(answer) for entry_id, answer in rows}
+
+
+async def answer_choice(*, session: AsyncSession, answer: KbQuery, entry_id: str) -> AnswerChoice:
+    """One of the entries offered as a choice by a recorded answer, with its published answer as safe HTML."""
+    offered = {c.get("id"): c for c in answer.candidates or [] if isinstance(c, dict)}
+    if answer.decision != "choices" or entry_id not in offered:
+        raise ValidationFailed("kb_choice_not_offered", details={"entry_id": entry_id})
+    entry = await session.get(KbEntry, entry_id)
+    content = await published_content(session=session, entry=entry) if entry is not None else None
+    if entry is None or entry.tenant_id != answer.tenant_id or entry.status != "published" or content is None:
+        raise ValidationFailed("kb_choice_not_offered", details={"entry_id": entry_id})
+    return AnswerChoice(id=entry.id, question=content.question, answer_html=sanitise_html(content.answer),
+                        confidence=float(offered[entry_id].get("confidence") or 0.0))
 
 
 async def answer(*, session: AsyncSession, tenant_id: str, question: str, language: str | None = None,
@@ -239,11 +257,15 @@ async def suggestions(*, session: AsyncSession, tenant_id: str, conversation_id:
 
 async def gaps(*, session: AsyncSession, tenant_id: str, days: int = 30, limit: int = 20,
                now: datetime | None = None) -> list[GapProposal]:
-    """Cluster recent unanswered / "did not help" questions into proposed entries, most pressing first."""
+    """Cluster recent unanswered / "did not help" questions into proposed entries, most pressing first.
+
+    A question counts when the knowledge base had no answer for it, when the customer said the answer did not
+    help, or when the conversation went to a person right after the answer."""
     now = now or utcnow()
     rows = (await session.scalars(
         select(KbQuery).where(KbQuery.tenant_id == tenant_id, KbQuery.created_at >= now - timedelta(days=days),
-                              or_(KbQuery.decision == "handoff", KbQuery.feedback == "not_helpful"))
+                              or_(KbQuery.decision == "handoff", KbQuery.feedback == "not_helpful",
+                                  KbQuery.handed_off.is_(True)))
         .order_by(KbQuery.created_at.desc()).limit(5000))).all()
     if not rows:
         return []

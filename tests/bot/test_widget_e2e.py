@@ -64,3 +64,33 @@ async def test_customer_tracks_a_parcel_then_asks_for_a_person(http: httpx.Async
     messages = (await http.get(f"/api/v1/conversations/{conversation_id}/messages", headers=admin)).json()["data"]
     assert any(m["private"] and number in m["body"] for m in messages)
     assert all(number not in m["body"] or not m["private"] for m in said)
+
+
+async def test_a_knowledge_answer_that_did_not_help_reaches_a_person_and_the_admins_gap_list(
+        http: httpx.AsyncClient, tenant: TenantFixture) -> None:
+    admin = tenant.admin.headers
+    entry = await http.post("/api/v1/kb-entries", headers=admin, json={
+        "language": "zh", "question": "礼品包装怎么收费？", "paraphrases": ["有礼盒包装吗"], "publish": True,
+        "answer": "<p>礼品包装每件 5 元，下单时勾选即可。</p>"})
+    assert entry.status_code == 201, entry.text
+    enabled = await http.put(f"/api/v1/bot/inboxes/{tenant.inbox_id}/settings", headers=admin,
+                             json={"enabled": True, "default_language": "zh"})
+    assert enabled.status_code == 200, enabled.text
+    session = await start_session(http, tenant.inbox_id)
+    token = session["visitor_token"]
+
+    asked = await customer_says(http, token, "礼品包装怎么收费？")
+    said = await wait_for_bot(http, token, 1)
+    assert "每件 5 元" in said[0]["body"] and "<p>" not in said[0]["body"]
+    await customer_says(http, token, "没用")
+    said = await wait_for_bot(http, token, 3)  # "sorry", then the handoff announcement
+    assert "人工" in said[-1]["body"], said
+    handoff = (await http.get(f"/api/v1/bot/conversations/{asked['conversation_id']}/handoff",
+                              headers=tenant.agent.headers)).json()
+    assert handoff["reason"] == "knowledge_not_helpful"
+
+    stats = (await http.get(f"/api/v1/kb-entries/{entry.json()['id']}", headers=admin)).json()["analytics"]
+    assert stats == {"views": 1, "answers_given": 1, "helpful": 0, "not_helpful": 1, "handoffs": 1}
+    gaps = (await http.get("/api/v1/kb-gaps", headers=admin)).json()["data"]
+    assert [(g["examples"], g["not_helpful_entry_ids"]) for g in gaps] == [(["礼品包装怎么收费？"],
+                                                                            [entry.json()["id"]])]

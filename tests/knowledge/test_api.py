@@ -160,3 +160,79 @@ async def test_exporting_and_reimporting_changes_nothing(http: httpx.AsyncClient
         report = (await http.post("/api/v1/kb-imports", headers=admin,
                                   json={"format": fmt, "content": exported, "publish": True})).json()
         assert (report["created"], report["updated"], report["unchanged"], report["errors"]) == (0, 0, 1, []), fmt
+
+
+async def test_search_filters_by_language_category_channel_and_product(http: httpx.AsyncClient,
+                                                                      tenant: TenantFixture) -> None:
+    kettle = await create_entry(http, tenant, language="en", category="appliances",
+                                question="How do I descale the kettle?",
+                                answer="Boil water with vinegar, then rinse twice.", product_ids=["sku-kettle"])
+    toaster = await create_entry(http, tenant, language="en", category="appliances",
+                                 question="How do I descale the toaster?", answer="Toasters never need descaling.",
+                                 product_ids=["sku-toaster"], channels=["email"])
+    general = await create_entry(http, tenant, language="en", category="care", question="How do I descale anything?",
+                                 answer="Use a descaler from any shop.")
+    chinese = await create_entry(http, tenant, language="zh", category="appliances", question="水壶怎么除垢 descale",
+                                 answer="用白醋煮沸后冲洗。", product_ids=["sku-kettle"])
+
+    def ids(hits: list[dict]) -> set[str]:
+        return {h["id"] for h in hits}
+
+    everything = ids(await search(http, tenant, "descale", limit=10))
+    assert {kettle["id"], toaster["id"], general["id"]} <= everything
+    assert ids(await search(http, tenant, "descale", category="care", limit=10)) == {general["id"]}
+    assert ids(await search(http, tenant, "descale", product_id="sku-kettle", limit=10)) == {kettle["id"],
+                                                                                             chinese["id"]}
+    kettle_hits = await search(http, tenant, "descale", product_id="sku-kettle", language="en", limit=10)
+    assert ids(kettle_hits) == {kettle["id"]} and kettle_hits[0]["product_ids"] == ["sku-kettle"]
+    assert ids(await search(http, tenant, "descale", language="zh", limit=10)) == {chinese["id"]}
+    # An entry for the email channel only is not offered in web chat, and is in email.
+    assert toaster["id"] not in ids(await search(http, tenant, "descale toaster", channel="webchat", limit=10))
+    assert toaster["id"] in ids(await search(http, tenant, "descale toaster", channel="email", limit=10))
+    assert await search(http, tenant, "descale", product_id="sku-unknown") == []
+    for params in ({"language": "fr"}, {"product_id": "x" * 101}, {"product_id": ""}, {"limit": 0}):
+        bad = await http.get("/api/v1/kb-search", headers=tenant.agent.headers, params={"q": "descale", **params})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error", params
+
+
+async def test_a_huge_answer_with_html_is_chunked_searchable_and_sanitised(http: httpx.AsyncClient,
+                                                                          tenant: TenantFixture) -> None:
+    paragraphs = [f"<p>Chapter {i}: " + "ordinary warranty wording. " * 60 + "</p>" for i in range(8)]
+    paragraphs.append('<p onclick="steal()">Sea freight to Iceland takes nine weeks.<script>steal()</script></p>')
+    entry = await create_entry(http, tenant, language="en", question="Full warranty terms",
+                               answer="\n\n".join(paragraphs))
+    assert entry["kind"] == "article" and entry["chunk_count"] > 3
+    hits = await search(http, tenant, "sea freight iceland")
+    assert hits and hits[0]["id"] == entry["id"] and "Iceland" in hits[0]["matched"]
+    rendered = (await http.get(f"/api/v1/kb-entries/{entry['id']}/rendered", headers=tenant.agent.headers)).json()
+    assert "nine weeks" in rendered["answer_html"]
+    assert "<script" not in rendered["answer_html"] and "onclick" not in rendered["answer_html"]
+
+
+async def test_the_customer_picks_one_of_the_offered_choices(http: httpx.AsyncClient, tenant: TenantFixture) -> None:
+    admin = tenant.admin.headers
+    entries = [await create_entry(http, tenant, question=q, answer=a) for q, a in (
+        ("会员积分怎么兑换礼品？", "在积分商城兑换。"), ("会员积分怎么查询？", "在我的积分里查看。"),
+        ("会员积分会过期吗？", "第二年年底清零。"))]
+    offered = (await http.post("/api/v1/kb-answers", headers=admin, json={"question": "会员积分", "language": "zh"})).json()
+    assert offered["decision"] == "choices" and len(offered["choices"]) == 3
+    picked = offered["choices"][1]
+    chosen = await http.post(f"/api/v1/kb-answers/{offered['id']}/choice", headers=admin,
+                             json={"entry_id": picked["id"]})
+    assert chosen.status_code == 200, chosen.text
+    assert chosen.json()["id"] == picked["id"] and chosen.json()["answer_html"] == picked["answer_html"]
+    again = await http.post(f"/api/v1/kb-answers/{offered['id']}/choice", headers=admin,
+                            json={"entry_id": picked["id"]})
+    assert again.status_code == 200  # the same pick twice counts once
+    stats = (await http.get(f"/api/v1/kb-entries/{picked['id']}", headers=admin)).json()["analytics"]
+    assert (stats["answers_given"], stats["views"]) == (1, 1)
+
+    not_offered = await create_entry(http, tenant, question="发票怎么开？", answer="在订单页申请。")
+    refused = await http.post(f"/api/v1/kb-answers/{offered['id']}/choice", headers=admin,
+                              json={"entry_id": not_offered["id"]})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "kb_choice_not_offered"
+    missing = await http.post("/api/v1/kb-answers/kbq_nope/choice", headers=admin, json={"entry_id": picked["id"]})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "kb_answer_not_found"
+    assert {e["id"] for e in entries} >= {picked["id"]}
+    stats = (await http.get(f"/api/v1/kb-entries/{picked['id']}", headers=admin)).json()["analytics"]
+    assert stats["answers_given"] == 1  # refused picks changed nothing

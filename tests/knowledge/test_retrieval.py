@@ -172,3 +172,13 @@ def test_an_entry_with_many_paraphrases_is_found_by_its_last_one() -> None:
     index = SearchIndex([many, *ENTRIES])
     hit = index.search("zebra")[0]
     assert hit.id == "many" and hit.matched.endswith("zebra")
+
+
+def test_product_filter_keeps_only_linked_entries() -> None:
+    entries = [IndexedEntry(id="kettle", questions=["How do I descale it?"], language="en", product_ids=("sku-1",)),
+               IndexedEntry(id="toaster", questions=["How do I descale it?"], language="en", product_ids=("sku-2",)),
+               IndexedEntry(id="general", questions=["How do I descale it?"], language="en")]
+    index = SearchIndex(entries)
+    assert {h.id for h in index.search("descale")} == {"kettle", "toaster", "general"}
+    assert [h.id for h in index.search("descale", product="sku-2")] == ["toaster"]
+    assert index.search("descale", product="sku-3") == []

@@ -18,6 +18,8 @@ from kefu.knowledge import io as knowledge_io
 from kefu.knowledge import service as knowledge_service
 from kefu.knowledge.policies import MAX_IMPORT_ROWS
 from kefu.knowledge.schemas import (
+    AnswerChoice,
+    AnswerChoiceRequest,
     AnswerFeedback,
     AnswerHandoff,
     AnswerRequest,
@@ -150,9 +152,11 @@ async def render_entry(kb_entry_id: EntryId, actor: Reader, uow: UoWDep) -> Rend
 async def search(actor: Reader, uow: UoWDep, q: Annotated[str, Query(min_length=1, max_length=2000)],
                  language: LanguageQ = None, category: Annotated[str | None, Query(max_length=100)] = None,
                  channel: Annotated[str | None, Query(max_length=40)] = None,
+                 product_id: Annotated[str | None, Query(min_length=1, max_length=100,
+                                                         description="Only entries linked to this product")] = None,
                  limit: Annotated[int, Query(ge=1, le=50)] = 5) -> SearchResults:
     hits = await knowledge_service.search(session=uow.session, tenant_id=actor.tenant_id, query=q, language=language,
-                                          category=category, channel=channel, limit=limit)
+                                          category=category, channel=channel, product=product_id, limit=limit)
     return SearchResults(query=q, data=hits)
 
 
@@ -176,6 +180,18 @@ async def answer_feedback(kb_answer_id: AnswerId, body: AnswerFeedback, actor: R
     await knowledge_actions.do_record_feedback(uow, answer=answer, helpful=body.helpful)
     await uow.commit()
     return Response(status_code=204)
+
+
+@router.post("/api/v1/kb-answers/{kb_answer_id}/choice", response_model=AnswerChoice,
+             summary="The customer picked one of the offered choices: its answer, counted as the answer given",
+             responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "kb_answer_not_found", "kb_choice_not_offered"))
+async def answer_choice(kb_answer_id: AnswerId, body: AnswerChoiceRequest, actor: Reader,
+                        uow: UoWDep) -> AnswerChoice:
+    answer = await knowledge_service.access_answer(session=uow.session, tenant_id=actor.tenant_id,
+                                                   answer_id=kb_answer_id)
+    choice = await knowledge_actions.do_choose(uow, answer=answer, entry_id=body.entry_id)
+    await uow.commit()
+    return choice
 
 
 @router.post("/api/v1/kb-answers/{kb_answer_id}/handoff", status_code=204,
