@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.core.clock import utcnow
 from kefu.core.errors import Conflict, ValidationFailed
@@ -26,6 +28,8 @@ INTENT_CREATED = "nlu.intent_created"
 INTENT_DELETED = "nlu.intent_deleted"
 EXAMPLES_ADDED = "nlu.examples_added"
 MODEL_RETRAINED = "nlu.model_retrained"
+# How long a first-ever retrain waits for another one's uncommitted model row before answering 409.
+FIRST_ROW_LOCK_TIMEOUT_MS = 500
 
 
 async def do_create_intent(uow: UnitOfWork, *, tenant_id: str, data: IntentCreate) -> NluIntent:
@@ -94,7 +98,9 @@ async def do_add_order_pattern(uow: UnitOfWork, *, tenant_id: str, data: OrderPa
     """Register an order-number format of the tenant (checked for validity and catastrophic backtracking)."""
     problem = policies.order_pattern_problem(data.regex)
     if problem is not None:
-        raise ValidationFailed("nlu_invalid_pattern", details={"problem": problem}, problem=problem)
+        # The web layer turns the code (and feature) into the sentence of the request's language.
+        raise ValidationFailed("nlu_invalid_pattern", details={"problem": problem.code, **problem.params},
+                               problem=problem.code)
     taken = await uow.session.scalar(select(NluOrderPattern.id).where(
         NluOrderPattern.tenant_id == tenant_id, NluOrderPattern.name == data.name))
     if taken is not None:
@@ -112,30 +118,76 @@ async def do_delete_order_pattern(uow: UnitOfWork, *, tenant_id: str, pattern_id
     await uow.session.delete(pattern)
 
 
+async def _lock_model(session: AsyncSession, *, tenant_id: str) -> NluModel:
+    """The tenant's model row, created on first use, locked for the rest of this transaction.
+
+    PostgreSQL: ``FOR UPDATE NOWAIT``, so a second retrain of the same tenant is refused at once instead of
+    holding a connection for the seconds a training takes. SQLite has no row locks, but ``BEGIN IMMEDIATE``
+    (``core.db``) already lets one writer in at a time, so a second retrain waits and then trains next.
+    """
+    query = select(NluModel).where(NluModel.tenant_id == tenant_id).with_for_update(nowait=True)
+    try:
+        model = await session.scalar(query)
+        if model is None:
+            now = utcnow()
+            postgres = session.get_bind().dialect.name == "postgresql"
+            try:
+                # A savepoint, so losing the race for the first row (unique tenant_id) keeps the transaction.
+                async with session.begin_nested():
+                    if postgres:
+                        # An insert that collides with another retrain's uncommitted first row waits for that
+                        # whole training; give up soon instead (55P03, like NOWAIT). Reverted with the savepoint.
+                        await session.execute(text(f"SET LOCAL lock_timeout = '{FIRST_ROW_LOCK_TIMEOUT_MS}ms'"))
+                    session.add(NluModel(id=new_id("nlmod"), tenant_id=tenant_id, version=0, status="default",
+                                         example_count=0, custom_intents=0, created_at=now, updated_at=now))
+                    await session.flush()
+                    if postgres:
+                        await session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+            except IntegrityError:
+                pass
+            model = await session.scalar(query)
+    except DBAPIError as exc:
+        if _lock_not_available(exc):
+            raise Conflict("nlu_training_in_progress") from None
+        raise
+    assert model is not None
+    return model
+
+
+def _lock_not_available(exc: DBAPIError) -> bool:
+    # 55P03 lock_not_available: another transaction holds the row (asyncpg names it sqlstate).
+    return getattr(exc.orig, "sqlstate", None) == "55P03" or getattr(exc.orig, "pgcode", None) == "55P03"
+
+
 async def do_retrain(uow: UnitOfWork, *, tenant_id: str) -> tuple[NluModel, NluPipeline]:
     """Train the tenant's model (defaults + its examples + its order patterns) and bump its version.
+
+    The model row is locked before the training data is read, so each version is trained on exactly one
+    set of data, and the version is bumped in SQL. The data's hash is stored with the version: a node reloads
+    when the stored version is newer or the hash differs from the one it loaded. Raises ``Conflict``
+    (``nlu_training_in_progress``) when another retrain of the tenant holds the lock (PostgreSQL).
 
     Returns the row and the trained pipeline; install the pipeline with ``registry.install`` after commit.
     """
     session = uow.session
+    model = await _lock_model(session, tenant_id=tenant_id)
+    version = int(await session.scalar(update(NluModel).where(NluModel.id == model.id)
+                                       .values(version=NluModel.version + 1).returning(NluModel.version)))
     examples, patterns = await nlp_service.training_data(session=session, tenant_id=tenant_id)
     customs = int(await session.scalar(select(func.count()).select_from(NluIntent)
                                        .where(NluIntent.tenant_id == tenant_id)) or 0)
-    model = await nlp_service.get_model(session=session, tenant_id=tenant_id)
-    now = utcnow()
-    if model is None:
-        model = NluModel(id=new_id("nlmod"), tenant_id=tenant_id, version=0, status="default", example_count=0,
-                         custom_intents=0, created_at=now, updated_at=now)
-        session.add(model)
-    version = model.version + 1
+    data_hash = nlp_service.training_data_hash(examples=examples, patterns=patterns)
     pipeline = await asyncio.to_thread(nlp_service.build_pipeline, examples=examples, patterns=patterns,
                                        version=version)
+    now = utcnow()
     model.version = version
+    model.data_hash = data_hash
     model.status = "ready"
     model.example_count = len(examples)
     model.custom_intents = customs
     model.trained_at = now
     model.updated_at = now
     await session.flush()
-    uow.emit(MODEL_RETRAINED, tenant_id=tenant_id, data={"version": version, "example_count": len(examples)})
+    uow.emit(MODEL_RETRAINED, tenant_id=tenant_id,
+             data={"version": version, "example_count": len(examples), "data_hash": data_hash})
     return model, pipeline

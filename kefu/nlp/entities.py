@@ -8,30 +8,55 @@ also an order number or a phone), then by length.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import phonenumbers
+import re2
 
 from kefu.nlp.language import fold
 from kefu.nlp.understanding import Entity
 
+log = logging.getLogger("kefu.nlp")
+
+# Tenant patterns only ever see this many characters of a message (the pipeline already cuts messages to
+# ``understanding.MAX_CHARS``; this also bounds direct callers of ``extract_entities``).
+MAX_TENANT_PATTERN_INPUT = 2000
+
+
+class _Span(Protocol):
+    def span(self, group: int = 0) -> tuple[int, int]: ...
+
+
+class OrderMatcher(Protocol):
+    """What both engines offer: ``re.Pattern`` for the built-in patterns, RE2 for everyone else's."""
+
+    def finditer(self, text: str) -> Iterator[_Span]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class OrderPattern:
-    """An order-number format of one marketplace. ``group`` selects the number inside a contextual match."""
+    """An order-number format of one marketplace. ``group`` selects the number inside a contextual match.
+
+    Only ``builtin`` patterns (reviewed, written in this module) run on Python's backtracking ``re``, which
+    they need for lookbehind. Every other pattern (a tenant's, or one passed to ``analyse``) runs on RE2,
+    whose matching time is linear in the input, so no pattern can stall the process; a pattern RE2 cannot
+    compile (lookaround, backreferences) finds nothing instead of failing the message.
+    """
 
     name: str
     regex: str
     marketplace: str
     group: int = 0
+    builtin: bool = False
 
-    def compiled(self) -> re.Pattern[str]:
-        return _compile(self.regex)
+    def compiled(self) -> OrderMatcher | None:
+        return _compile(self.regex) if self.builtin else compile_tenant_pattern(self.regex)
 
 
 @lru_cache(maxsize=512)
@@ -39,21 +64,50 @@ def _compile(regex: str) -> re.Pattern[str]:
     return re.compile(regex, re.IGNORECASE)
 
 
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    # RE2 logs every parse error to stderr; refusals are reported to the caller instead.
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def compile_untrusted(regex: str) -> OrderMatcher:
+    """Compile a pattern for the linear-time engine; raises ``re2.error`` for what RE2 cannot run."""
+    return re2.compile(regex, _RE2_OPTIONS)  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=512)
+def compile_tenant_pattern(regex: str) -> OrderMatcher | None:
+    """The RE2 form of a tenant pattern, or None when RE2 refuses it (e.g. one stored before RE2 was used)."""
+    try:
+        return compile_untrusted(regex)
+    except re2.error:
+        log.warning("order pattern skipped: not supported by the linear-time engine")
+        return None
+
+
 # Defaults cover the demo shop and the marketplaces the commerce connectors normalise. A tenant adds its
-# own formats through the API; they are tried before these.
+# own formats through the API; they are tried before these. These run on ``re``: every quantifier in them is
+# bounded or applies to a single character class, so they cannot backtrack catastrophically.
 DEFAULT_ORDER_PATTERNS: tuple[OrderPattern, ...] = (
-    OrderPattern("demo_shop", r"(?<![A-Za-z0-9])(?:DS|KF|SO)-?\d{6,12}(?![A-Za-z0-9])", "demo"),
+    OrderPattern("demo_shop", r"(?<![A-Za-z0-9])(?:DS|KF|SO)-?\d{6,12}(?![A-Za-z0-9])", "demo", builtin=True),
     # Taobao / Tmall order ids: 16 to 19 digits, e.g. 2026112212345678.
-    OrderPattern("taobao", r"(?<!\d)\d{16,19}(?!\d)", "taobao"),
+    OrderPattern("taobao", r"(?<!\d)\d{16,19}(?!\d)", "taobao", builtin=True),
     # Shopify order names: #1001.
-    OrderPattern("shopify", r"(?<![\w#])#\d{3,8}(?!\d)", "shopify"),
+    OrderPattern("shopify", r"(?<![\w#])#\d{3,8}(?!\d)", "shopify", builtin=True),
     # JD order ids: 10 to 13 digits (an 11-digit mobile number wins over this, see _PRIORITY).
-    OrderPattern("jd", r"(?<![\d.])\d{10,13}(?![\d.])", "jd"),
+    OrderPattern("jd", r"(?<![\d.])\d{10,13}(?![\d.])", "jd", builtin=True),
     # Any id right after "订单号" / "order number": whatever the shop's format is.
     OrderPattern(
         "contextual",
-        r"(?:订单号?|order\s*(?:no\.?|number|num|id|#)?)\s*(?:是|为|:|：|#|is)?\s*([A-Za-z]{0,4}-?\d{4,20})",
-        "unknown", group=1),
+        # Each optional word owns the spaces before it, so a run of spaces can be split only one way: three
+        # adjacent "\s*" made a customer's "order" + 2,000 spaces + "x1" take minutes (cubic backtracking).
+        r"(?:订单号?|order(?:\s*(?:no\.?|number|num|id|#))?)(?:\s*(?:是|为|:|：|#|is))?\s*([A-Za-z]{0,4}-?\d{4,20})",
+        "unknown", group=1, builtin=True),
 )
 
 
@@ -92,6 +146,10 @@ _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 
 _CN_UNIT = {"十": 10, "百": 100, "千": 1000, "万": 10000}
 _CN_NUM = "[零〇一二两三四五六七八九十百千万]+"
 _NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
+# A number is only tried where it starts: trying every position inside a long run of digits made these
+# searches quadratic (2,000 digits took a second).
+_NUM_START = r"(?<![\d,.])" + _NUM
+_CN_NUM_START = "(?<![零〇一二两三四五六七八九十百千万])" + _CN_NUM
 _CURRENCY_PREFIX = {"¥": "CNY", "￥": "CNY", "rmb": "CNY", "cny": "CNY", "$": "USD", "usd": "USD",
                     "us$": "USD", "€": "EUR", "eur": "EUR", "£": "GBP", "hk$": "HKD"}
 _CURRENCY_SUFFIX = {"元": "CNY", "块钱": "CNY", "块": "CNY", "rmb": "CNY", "cny": "CNY", "人民币": "CNY",
@@ -99,7 +157,7 @@ _CURRENCY_SUFFIX = {"元": "CNY", "块钱": "CNY", "块": "CNY", "rmb": "CNY", "
                     "美金": "USD", "eur": "EUR", "euros": "EUR", "euro": "EUR", "欧元": "EUR", "毛": "CNY"}
 _AMOUNT_PREFIX = re.compile(r"(us\$|hk\$|rmb|cny|usd|eur|[¥￥$€£])\s?(" + _NUM + ")", re.IGNORECASE)
 _AMOUNT_SUFFIX = re.compile(
-    "(" + _NUM + "|" + _CN_NUM + r")\s?(块钱|块|元|人民币|美元|美金|欧元|rmb|cny|usd|dollars?|bucks|euros?|eur)(?![a-z])",
+    "(" + _NUM_START + "|" + _CN_NUM_START + r")\s?(块钱|块|元|人民币|美元|美金|欧元|rmb|cny|usd|dollars?|bucks|euros?|eur)(?![a-z])",
     re.IGNORECASE)
 
 _WEEKDAYS_EN = {"monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5,
@@ -118,7 +176,7 @@ _DATE_MD_ZH = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
 _DATE_D_ZH = re.compile(r"(?<![\d月])(\d{1,2})[号](?!码)")
 _DATE_REL_ZH = re.compile("|".join(sorted(_REL_ZH, key=len, reverse=True)))
 _DATE_WEEK_ZH = re.compile(r"(上上|上|这|本|下)(?:个)?(?:周|星期|礼拜)([一二三四五六日天末])")
-_DATE_AGO_ZH = re.compile(r"(\d+|" + _CN_NUM + r")\s?(天|周|个星期|星期)(前|以前|之前|后|以后)")
+_DATE_AGO_ZH = re.compile(r"((?<!\d)\d+|" + _CN_NUM_START + r")\s?(天|周|个星期|星期)(前|以前|之前|后|以后)")
 _DATE_REL_EN = re.compile(r"\b(" + "|".join(sorted(_REL_EN, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 _DATE_WEEK_EN = re.compile(r"\b(last|this|next|on)\s+(" + "|".join(_WEEKDAYS_EN) + r")(?:day)?\b", re.IGNORECASE)
 _DATE_AGO_EN = re.compile(r"\b(\d+|a|one|two|three|four|five|six|seven|ten)\s+(days?|weeks?)\s+(ago|later)\b",
@@ -176,8 +234,12 @@ def _entity(type_: str, text: str, start: int, end: int, normalized: str | None 
 
 
 def _order_numbers(text: str, folded: str, patterns: Sequence[OrderPattern]) -> Iterable[_Candidate]:
+    capped = text[:MAX_TENANT_PATTERN_INPUT]
     for p in patterns:
-        for m in p.compiled().finditer(text):
+        matcher = p.compiled()
+        if matcher is None:
+            continue
+        for m in matcher.finditer(text if p.builtin else capped):
             start, end = m.span(p.group)
             if start < 0:
                 continue

@@ -69,6 +69,8 @@ class NluModel(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), unique=True)
     version: Mapped[int] = mapped_column(default=0)
+    # sha256 of the examples and order patterns this version was trained on (see service.training_data_hash).
+    data_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="default")  # default | ready
     example_count: Mapped[int] = mapped_column(default=0)
     custom_intents: Mapped[int] = mapped_column(default=0)

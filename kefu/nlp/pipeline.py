@@ -109,7 +109,8 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._default: NluPipeline | None = None
-        self._tenants: dict[str, tuple[int, NluPipeline]] = {}
+        # tenant id -> (model version, hash of its training data, pipeline)
+        self._tenants: dict[str, tuple[int, str | None, NluPipeline]] = {}
         self._lock = threading.Lock()
 
     def default(self) -> NluPipeline:
@@ -129,19 +130,24 @@ class ModelRegistry:
         if tenant_id is not None:
             entry = self._tenants.get(tenant_id)
             if entry is not None:
-                return entry[1]
+                return entry[2]
         return self.default()
 
     def tenant_version(self, tenant_id: str) -> int | None:
         entry = self._tenants.get(tenant_id)
         return entry[0] if entry else None
 
-    def install(self, tenant_id: str, version: int, pipeline: NluPipeline) -> None:
+    def tenant_state(self, tenant_id: str) -> tuple[int, str | None] | None:
+        """The (version, training-data hash) of the tenant's pipeline in this process, if it has one."""
+        entry = self._tenants.get(tenant_id)
+        return (entry[0], entry[1]) if entry else None
+
+    def install(self, tenant_id: str, version: int, pipeline: NluPipeline, data_hash: str | None = None) -> None:
         """Swap in a tenant's new pipeline unless a newer one is already installed."""
         with self._lock:
             current = self._tenants.get(tenant_id)
             if current is None or current[0] <= version:
-                self._tenants[tenant_id] = (version, pipeline)
+                self._tenants[tenant_id] = (version, data_hash, pipeline)
 
     def forget(self, tenant_id: str) -> None:
         with self._lock:

@@ -6,6 +6,8 @@ See the package docstring (``kefu/nlp/__init__.py``) for the contract.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -15,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.core.errors import NotFound
-from kefu.nlp.entities import DEFAULT_ORDER_PATTERNS, OrderPattern, Product
+from kefu.nlp.entities import DEFAULT_ORDER_PATTERNS, OrderPattern, Product, compile_tenant_pattern
 from kefu.nlp.intents import DEFAULT_INTENTS, LinearIntentTrainer, default_examples
 from kefu.nlp.models import NluExample, NluIntent, NluModel, NluOrderPattern
 from kefu.nlp.pipeline import NluPipeline, registry
@@ -23,6 +25,7 @@ from kefu.nlp.schemas import IntentRead, ModelRead
 from kefu.nlp.understanding import Understanding
 
 ProductLike = Product | str | dict[str, Any]
+log = logging.getLogger("kefu.nlp")
 
 
 def pipeline_for(tenant_id: str | None = None) -> NluPipeline:
@@ -145,9 +148,26 @@ async def training_data(*, session: AsyncSession, tenant_id: str) -> tuple[list[
     """The tenant's own examples and order patterns (what a tenant model adds to the defaults)."""
     rows = (await session.execute(select(NluExample.text, NluExample.intent)
                                   .where(NluExample.tenant_id == tenant_id).order_by(NluExample.id))).all()
-    patterns = [OrderPattern(name=p.name, regex=p.regex, marketplace=p.marketplace)
+    patterns = [tenant_order_pattern(name=p.name, regex=p.regex, marketplace=p.marketplace)
                 for p in await list_order_patterns(session=session, tenant_id=tenant_id)]
     return [(str(t), str(i)) for t, i in rows], patterns
+
+
+def tenant_order_pattern(*, name: str, regex: str, marketplace: str) -> OrderPattern:
+    """A tenant's stored format as the extractor runs it (on RE2); its capturing group, if any, is the number."""
+    compiled = compile_tenant_pattern(regex)
+    groups = int(getattr(compiled, "groups", 0) or 0)
+    return OrderPattern(name=name, regex=regex, marketplace=marketplace, group=1 if groups == 1 else 0)
+
+
+def training_data_hash(*, examples: Sequence[tuple[str, str]], patterns: Sequence[OrderPattern]) -> str:
+    """A sha256 of what a tenant model is trained on, independent of row order."""
+    digest = hashlib.sha256()
+    for text, intent in sorted(examples):
+        digest.update(f"e\x1f{intent}\x1f{text}\x1e".encode())
+    for p in sorted(patterns, key=lambda p: (p.name, p.regex, p.marketplace)):
+        digest.update(f"p\x1f{p.name}\x1f{p.regex}\x1f{p.marketplace}\x1e".encode())
+    return digest.hexdigest()
 
 
 def build_pipeline(*, examples: Sequence[tuple[str, str]], patterns: Sequence[OrderPattern],
@@ -176,18 +196,27 @@ async def ensure_tenant_pipeline(*, session: AsyncSession, tenant_id: str) -> Nl
     _checked[tenant_id] = now
     if model is None or model.version == 0:
         return registry.for_tenant(tenant_id)
-    loaded = registry.tenant_version(tenant_id)
-    if loaded is not None and loaded >= model.version:
+    if not _is_stale(registry.tenant_state(tenant_id), model):
         return registry.for_tenant(tenant_id)
     lock = _training.setdefault(tenant_id, asyncio.Lock())
     async with lock:
-        loaded = registry.tenant_version(tenant_id)
-        if loaded is None or loaded < model.version:
+        if _is_stale(registry.tenant_state(tenant_id), model):
             examples, patterns = await training_data(session=session, tenant_id=tenant_id)
             pipeline = await asyncio.to_thread(build_pipeline, examples=examples, patterns=patterns,
                                                version=model.version)
-            registry.install(tenant_id, model.version, pipeline)
+            if model.data_hash and training_data_hash(examples=examples, patterns=patterns) != model.data_hash:
+                # The data changed after that retrain (it takes effect at the next one): this node now
+                # serves the newer data. It is recorded under the stored hash, or it would retrain every check.
+                log.info("nlu model reloaded from data newer than its version", extra={"tenant_id": tenant_id})
+            registry.install(tenant_id, model.version, pipeline, model.data_hash)
     return registry.for_tenant(tenant_id)
+
+
+def _is_stale(loaded: tuple[int, str | None] | None, model: NluModel) -> bool:
+    """Reload when the stored version is newer, or when it is the same version trained on other data."""
+    if loaded is None or loaded[0] < model.version:
+        return True
+    return loaded[0] == model.version and model.data_hash is not None and loaded[1] != model.data_hash
 
 
 def forget_checks(tenant_id: str | None = None) -> None:

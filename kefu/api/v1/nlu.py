@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from kefu.api.deps import Scoped, UoWDep
 from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses, request_locale
 from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from kefu.core.errors import ValidationFailed
 from kefu.core.i18n import translate
 from kefu.nlp import actions as nlp_actions
 from kefu.nlp import service as nlp_service
@@ -170,11 +171,25 @@ async def list_order_patterns(actor: Reader, uow: UoWDep) -> Page[OrderPatternRe
 @router.post("/api/v1/nlu/order-patterns", status_code=201,
              summary="Add an order-number format (used after the next retrain)", response_model=OrderPatternRead,
              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "nlu_invalid_pattern", "nlu_pattern_exists"))
-async def add_order_pattern(body: OrderPatternCreate, actor: Writer, uow: UoWDep) -> OrderPatternRead:
-    row = await nlp_actions.do_add_order_pattern(uow, tenant_id=actor.tenant_id, data=body)
+async def add_order_pattern(body: OrderPatternCreate, actor: Writer, uow: UoWDep,
+                            request: Request) -> OrderPatternRead:
+    try:
+        row = await nlp_actions.do_add_order_pattern(uow, tenant_id=actor.tenant_id, data=body)
+    except ValidationFailed as exc:
+        if exc.code == "nlu_invalid_pattern":
+            exc.params["problem"] = _pattern_problem_text(exc.details, request_locale(request))
+        raise
     read = OrderPatternRead.model_validate(row)
     await uow.commit()
     return read
+
+
+def _pattern_problem_text(details: dict[str, Any], lang: str) -> str:
+    """The refusal reason (``details.problem`` is the stable code) as a sentence in the caller's language."""
+    params = dict(details)
+    if "feature" in params:
+        params["feature"] = translate(f"nlu_regex_feature.{params['feature']}", lang)
+    return translate(f"nlu_pattern_problem.{details.get('problem')}", lang, **params)
 
 
 @router.get("/api/v1/nlu/order-patterns/{nlu_pattern_id}", summary="Get an order-number format",
@@ -202,11 +217,11 @@ async def get_model(actor: Reader, uow: UoWDep) -> ModelRead:
 
 
 @router.post("/api/v1/nlu/model/retrain", summary="Retrain the tenant's model now and swap it in without restart",
-             response_model=ModelRead, responses=error_responses(*AUTH_ERRORS))
+             response_model=ModelRead, responses=error_responses(*AUTH_ERRORS, "nlu_training_in_progress"))
 async def retrain(actor: Writer, uow: UoWDep) -> ModelRead:
     model, pipeline = await nlp_actions.do_retrain(uow, tenant_id=actor.tenant_id)
-    version = model.version
+    version, data_hash = model.version, model.data_hash
     await uow.commit()
-    registry.install(actor.tenant_id, version, pipeline)
+    registry.install(actor.tenant_id, version, pipeline, data_hash)
     nlp_service.forget_checks(actor.tenant_id)
     return nlp_service.model_read(model, actor.tenant_id)
