@@ -40,10 +40,14 @@ ui: $(UI_BUILT)
 ui-test: $(UI_NODE)
 	cd ui && npm test
 
-# PNGs of the main screens for the README (needs chromium and a CJK font for the Chinese shots).
+# PNGs of the main screens for the README: chromium plus fonts for the Chinese text and the emoji (the tests
+# themselves read text, not pixels, and need neither font).
+SHOT_FONTS := fonts-wqy-microhei fonts-noto-color-emoji
 screenshots: $(STAMP) browser ui
-	@fc-list 2>/dev/null | grep -qi "wqy\|noto.*cjk" || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null) \
-	  || echo "no CJK font: Chinese text in the screenshots will show as boxes"
+	@{ fc-list 2>/dev/null | grep -qi "wqy\|noto.*cjk" && fc-list 2>/dev/null | grep -qi "emoji"; } || { \
+	  echo "installing fonts for the screenshots: $(SHOT_FONTS)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SHOT_FONTS) >/dev/null) \
+	  || echo "could not install $(SHOT_FONTS): Chinese text and emoji in the screenshots will show as boxes"; }
 	$(BIN)/python -m tests.e2e.screenshots docs/screenshots
 
 run: $(STAMP) ui

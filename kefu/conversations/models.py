@@ -32,10 +32,13 @@ class Conversation(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    # How the last resolution ended (a code of the tenant's disposition list); null while not resolved.
+    disposition: Mapped[str | None] = mapped_column(String(40))
 
     __table_args__ = (
         Index("ix_conversations_tenant_id_status_id", "tenant_id", "status", "id"),
         Index("ix_conversations_tenant_id_id", "tenant_id", "id"),
+        Index("ix_conversations_tenant_id_disposition_id", "tenant_id", "disposition", "id"),
     )
 
 
@@ -80,4 +83,23 @@ class ConversationReadMarker(Base):
     user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
     last_read_message_id: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[datetime]
+
+
+class DispositionCode(Base):
+    """A tenant's change to the built-in disposition list: a new code, new labels, or a code switched off.
+
+    A tenant without rows uses ``policies.DEFAULT_DISPOSITIONS`` as they are.
+    """
+
+    __tablename__ = "disposition_codes"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    label_zh: Mapped[str] = mapped_column(String(100))
+    label_en: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(default=0)
+    active: Mapped[bool] = mapped_column(default=True)
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

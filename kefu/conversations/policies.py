@@ -45,3 +45,22 @@ def normalise_tag(tag: str) -> str:
 
 def valid_tag(tag: str) -> bool:
     return 0 < len(tag) <= TAG_MAX_CHARS and tag.isprintable()
+
+
+# How a resolution ended, offered when an agent resolves: (code, 中文, English). Tenants may relabel these,
+# switch them off or add their own (``disposition_codes`` rows); codes are stable because reports filter on them.
+DEFAULT_DISPOSITIONS: tuple[tuple[str, str, str], ...] = (
+    ("solved", "已解决", "Solved"),
+    ("not_solved", "未解决", "Not solved"),
+    ("follow_up", "需跟进", "Needs follow-up"),
+    ("no_reply", "客户未回复", "Customer did not reply"),
+    ("duplicate", "重复咨询", "Duplicate"),
+    ("spam", "垃圾信息", "Spam"),
+)
+DISPOSITION_CODE_CHARS = 40
+
+
+def valid_disposition_code(code: str) -> bool:
+    """Codes are lower_snake like every enum of the API: ``[a-z0-9_]``, starting with a letter."""
+    return (0 < len(code) <= DISPOSITION_CODE_CHARS and code[0].isascii() and code[0].isalpha()
+            and all(c.isascii() and (c.islower() or c.isdigit() or c == "_") for c in code))

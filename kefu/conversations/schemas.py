@@ -82,6 +82,8 @@ class ConversationRead(ReadModel):
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
+    disposition: str | None = Field(default=None, description="How the current resolution ended (a code of "
+                                    "`GET /api/v1/dispositions`); null unless resolved or closed after one")
 
 
 class ConversationUpdate(BaseModel):
@@ -94,8 +96,60 @@ class ConversationUpdate(BaseModel):
     assignee_id: str | None = Field(default=None, max_length=40)
     priority: int | None = Field(default=None, ge=0, le=10)
     subject: str | None = Field(default=None, max_length=300)
+    disposition: str | None = Field(default=None, max_length=40, description="With `status: resolved`, or on a "
+                                    "resolved conversation: how it ended; `null` clears it")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "pending", "priority": 2}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "pending", "priority": 2},
+                                                              {"status": "resolved", "disposition": "solved"}]})
+
+
+class ConversationResolve(BaseModel):
+    """Optional body of ``POST /conversations/{id}/resolve``: how the conversation ended."""
+
+    disposition: str | None = Field(default=None, min_length=1, max_length=40,
+                                    description="A code of `GET /api/v1/dispositions`, e.g. `solved`")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"disposition": "solved"}]})
+
+
+class DispositionCodeRead(BaseModel):
+    """One way a resolution can end, with its labels in both languages and in the caller's."""
+
+    code: str
+    label: str = Field(description="In the caller's language")
+    label_zh: str
+    label_en: str
+    position: int
+    active: bool
+    builtin: bool = Field(description="One of the built-in codes (possibly relabelled or switched off)")
+
+
+class DispositionCodeList(BaseModel):
+    data: list[DispositionCodeRead]
+
+
+class DispositionCodeCreate(BaseModel):
+    """A tenant's own disposition code (lower_snake), with its labels and place in the list."""
+
+    code: str = Field(min_length=1, max_length=40)
+    label_zh: str = Field(min_length=1, max_length=100)
+    label_en: str = Field(min_length=1, max_length=100)
+    position: int = Field(default=100, ge=0, le=1000)
+    active: bool = True
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"code": "ticket_created", "label_zh": "已转工单", "label_en": "Ticket created", "position": 70}]})
+
+
+class DispositionCodeUpdate(BaseModel):
+    """Relabel a code, move it, or switch it off (``active: false``; conversations that have it keep it)."""
+
+    label_zh: str | None = Field(default=None, min_length=1, max_length=100)
+    label_en: str | None = Field(default=None, min_length=1, max_length=100)
+    position: int | None = Field(default=None, ge=0, le=1000)
+    active: bool | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"label_en": "Spam or abuse", "active": False}]})
 
 
 class MessagePage(BaseModel):

@@ -9,6 +9,14 @@ from decimal import ROUND_HALF_UP, Decimal
 # A visitor who changes their mind may re-rate for this long after their first rating; then it is final.
 EDIT_WINDOW = timedelta(hours=24)
 SCORES = (1, 2, 3, 4, 5)
+# A widget opened again (a reload, a later visit) still asks for the rating of a resolution this recent.
+PROMPT_WINDOW = timedelta(days=7)
+
+
+def should_prompt(*, status: str, resolved_at: datetime | None, rated: bool, enabled: bool, now: datetime) -> bool:
+    """Ask the customer to rate their latest conversation: resolved, not rated yet, recently, CSAT on."""
+    return (enabled and status == "resolved" and resolved_at is not None and not rated
+            and now - resolved_at <= PROMPT_WINDOW)
 
 
 def may_update(first_rated_at: datetime, now: datetime) -> bool:

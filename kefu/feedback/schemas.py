@@ -33,6 +33,18 @@ class CsatRead(ReadModel):
     updated_at: datetime
 
 
+class CsatPrompt(BaseModel):
+    """Whether the widget should show the rating form now, and for which conversation."""
+
+    ask: bool
+    conversation_id: str | None = Field(default=None, description="The visitor's latest conversation here, "
+                                        "when it is resolved and not rated yet")
+    resolved_at: datetime | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"ask": True, "conversation_id": "conv_01jd0000000000000000000000", "resolved_at": "2026-12-06T10:00:00Z"}]})
+
+
 class CsatPage(BaseModel):
     data: list[CsatRead]
     next_cursor: str | None = None

@@ -8,9 +8,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kefu.conversations import service as conversation_service
+from kefu.core.clock import utcnow
 from kefu.feedback import policies
 from kefu.feedback.models import CsatRating
-from kefu.feedback.schemas import CsatAgentBucket, CsatPeriodBucket, CsatRead, CsatReport
+from kefu.feedback.schemas import CsatAgentBucket, CsatPeriodBucket, CsatPrompt, CsatRead, CsatReport
 
 
 async def ratings_of(*, session: AsyncSession, tenant_id: str, conversation_id: str) -> list[CsatRead]:
@@ -27,6 +29,23 @@ async def rating_for_resolution(
         return None
     return (await session.scalars(select(CsatRating).where(
         CsatRating.conversation_id == conversation_id, CsatRating.resolved_at == resolved_at))).first()
+
+
+async def prompt(*, session: AsyncSession, tenant_id: str, inbox_id: str, contact_id: str,
+                 enabled: bool) -> CsatPrompt:
+    """Whether to ask a returning widget visitor for a rating: only for their latest conversation in this inbox,
+    once it is resolved and while its current resolution has no rating (so never again after they rated)."""
+    latest = await conversation_service.list_conversations(
+        session=session, tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id, order="desc", limit=1)
+    if not latest:
+        return CsatPrompt(ask=False)
+    conversation = latest[0]
+    rated = await rating_for_resolution(session=session, conversation_id=conversation.id,
+                                        resolved_at=conversation.resolved_at) is not None
+    if not policies.should_prompt(status=conversation.status, resolved_at=conversation.resolved_at, rated=rated,
+                                  enabled=enabled, now=utcnow()):
+        return CsatPrompt(ask=False)
+    return CsatPrompt(ask=True, conversation_id=conversation.id, resolved_at=conversation.resolved_at)
 
 
 async def report(

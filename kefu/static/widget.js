@@ -468,6 +468,24 @@
     csatNode = null;
   }
 
+  function csatThanked() { return !!(csatNode && csatNode.querySelector("[data-kefu=csat-thanks]")); }
+
+  /**
+   * Ask the server whether a rating is wanted now: the visitor's latest conversation is resolved and its
+   * current resolution has no rating. Runs after the history loads (so a reload after the resolution still
+   * asks) and when a resolution arrives live (so an unrelated update of a rated conversation never asks
+   * twice). If the question cannot be answered, a live resolution still shows the form.
+   */
+  function checkCsat(liveConversationId) {
+    if (!csatEnabled) return;
+    api("GET", "/api/v1/widget/csat/prompt").then(function (p) {
+      if (p && p.ask && p.conversation_id) showCsat(p.conversation_id);
+      else if (csatNode && !csatThanked()) hideCsat();
+    }, function () {
+      if (liveConversationId) showCsat(liveConversationId);
+    });
+  }
+
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     var body = input.value;
@@ -625,8 +643,8 @@
       case "conversation.updated":
         noteEventId(f.id);
         var conv = f.data && f.data.conversation;
-        if (conv && conv.status === "resolved") showCsat(conv.id);
-        else if (conv && conv.status === "open" && csatNode && !csatNode.querySelector("[data-kefu=csat-thanks]")) hideCsat();
+        if (conv && conv.status === "resolved") checkCsat(conv.id);
+        else if (conv && conv.status === "open" && csatNode) hideCsat(); // reopened: its next resolution asks anew
         scheduleAck();
         return;
       default:
@@ -649,7 +667,10 @@
       (page.data || []).forEach(showMessage);
       if (!before || page.data && page.data.length) earlier.hidden = !page.has_more;
       historyLoaded = true;
-      if (!before) scrollToEnd();
+      if (!before) {
+        scrollToEnd();
+        checkCsat(null);
+      }
     }, function (err) {
       if (err && err.status === 401) restartSession();
     });

@@ -66,6 +66,12 @@ async def main(out: Path, url: str) -> None:
                                json={"languages": ["zh", "en"], "capacities": {"chat": 4}})
             await http.put(f"/api/v1/routing/agents/{agent_ids[-1]}/presence", headers=admin,
                            json={"presence": "away", "reason": "lunch"})
+            # The demo queues accept for the agent at once; for the picture the agent gets an offer card.
+            for queue in (await http.get("/api/v1/routing/queues", headers=admin)).json()["data"]:
+                if queue.get("auto_accept"):
+                    changed = await http.patch(f"/api/v1/routing/queues/{queue['id']}", headers=admin,
+                                               json={"auto_accept": False})
+                    assert changed.status_code == 200, changed.text
             if not (await http.get("/api/v1/routing/queues", headers=admin)).json()["data"]:
                 queue = (await http.post("/api/v1/routing/queues", headers=admin,
                                          json={"name": "售后 After-sales", "offer_timeout_seconds": 120})).json()
@@ -115,6 +121,7 @@ async def main(out: Path, url: str) -> None:
             await agent.screenshot(path=str(out / "workspace-zh.png"))
             await composer.press("Enter")
             await composer.press("Enter")
+            await agent.get_by_test_id("disposition").select_option("solved")
             await agent.get_by_test_id("resolve").click()
             await expect(kefu(customer, "csat")).to_be_visible(timeout=15_000)
             await kefu(customer, "star-5").click()
@@ -137,7 +144,10 @@ async def main(out: Path, url: str) -> None:
             en = await en_ctx.new_page()
             await login(en, base, AGENT)
             await en.get_by_test_id("view-all").click()
-            await en.locator(".conv-item").first.click()
+            # The resolved chat: its disposition, the customer's rating and the orders on one screen.
+            await en.locator(".conv-item[data-status=resolved]").first.click()
+            await expect(en.get_by_test_id("conv-disposition")).to_be_visible(timeout=15_000)
+            await expect(en.get_by_test_id("csat")).to_be_visible(timeout=15_000)
             await en.wait_for_timeout(1500)
             await en.screenshot(path=str(out / "workspace-en.png"))
 

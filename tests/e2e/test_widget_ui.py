@@ -107,3 +107,57 @@ async def test_widget_sends_through_a_network_drop_once(server: LiveServer, tena
                                    headers=tenant.admin.headers)).json()["data"]
     assert [m["body"] for m in messages] == ["first message", "sent while the train was in a tunnel"]
     await customer_ctx.close()
+
+
+async def test_rating_is_asked_after_a_reload_and_never_twice(server: LiveServer, tenant: TenantFixture,
+                                                              browser: Browser) -> None:  # noqa: F811
+    customer_ctx, customer = await customer_page(browser, server, tenant)
+    await customer_says(customer, "where is my refund")
+    await expect(kefu(customer, "messages").locator("[data-sender=customer]")).to_have_count(1, timeout=10_000)
+    await customer.close()  # the customer leaves before the agent resolves: they never see it live
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+        listed = (await http.get("/api/v1/conversations", headers=tenant.agent.headers)).json()["data"]
+        [conversation_id] = [c["id"] for c in listed]
+        resolved = await http.post(f"/api/v1/conversations/{conversation_id}/resolve",
+                                   headers=tenant.agent.headers, json={"disposition": "solved"})
+        assert resolved.status_code == 200, resolved.text
+
+        async def come_back():  # noqa: ANN202 - same browser profile (localStorage), a fresh page
+            page = await customer_ctx.new_page()
+            await page.goto(f"{server.url}/static/widget-demo.html?inbox={tenant.inbox_id}")
+            await kefu(page, "launcher").click()
+            await expect(kefu(page, "status")).to_have_text("Online", timeout=10_000)
+            await expect(kefu(page, "messages").locator("[data-sender=customer]")).to_have_count(1, timeout=10_000)
+            return page
+
+        # Back after the resolution: the rating form is there for that conversation.
+        customer = await come_back()
+        form = kefu(customer, "csat")
+        await expect(form).to_be_visible(timeout=10_000)
+        await expect(form).to_have_attribute("data-conversation-id", conversation_id)
+        await kefu(customer, "star-4").click()
+        await kefu(customer, "csat-submit").click()
+        await expect(kefu(customer, "csat-thanks")).to_be_visible(timeout=10_000)
+        ratings = (await http.get(f"/api/v1/conversations/{conversation_id}/csat-ratings",
+                                  headers=tenant.agent.headers)).json()["data"]
+        assert [r["rating"] for r in ratings] == [4]
+
+        # A later update of the rated conversation arrives live: no second form.
+        async with customer.expect_response(lambda r: "/api/v1/widget/csat/prompt" in r.url) as asked:
+            changed = await http.patch(f"/api/v1/conversations/{conversation_id}", headers=tenant.agent.headers,
+                                       json={"disposition": "follow_up"})
+            assert changed.status_code == 200, changed.text
+        assert (await (await asked.value).json())["ask"] is False
+        await expect(kefu(customer, "csat")).to_have_count(1)
+        await expect(kefu(customer, "csat-thanks")).to_be_visible()
+
+        # Reloaded after rating: not asked again.
+        async with customer.expect_response(lambda r: "/api/v1/widget/csat/prompt" in r.url) as asked:
+            await customer.reload()
+        assert (await (await asked.value).json())["ask"] is False
+        await kefu(customer, "launcher").click()
+        await expect(kefu(customer, "status")).to_have_text("Online", timeout=10_000)
+        await expect(kefu(customer, "messages").locator("[data-sender=customer]")).to_have_count(1, timeout=10_000)
+        await expect(kefu(customer, "csat")).to_have_count(0)
+    await customer_ctx.close()

@@ -16,11 +16,16 @@ async def objects_of_a(http: httpx.AsyncClient, tenant: TenantFixture, ids: dict
     canned = await http.post("/api/v1/canned-responses", headers=admin, json={
         "scope": "shared", "shortcut": "a-secret", "title": "A's text", "body_en": "tenant A only"})
     assert canned.status_code == 201, canned.text
-    return {"attachment_id": upload.json()["id"], "canned_response_id": canned.json()["id"]}
+    code = await http.post("/api/v1/dispositions", headers=admin, json={
+        "code": "a_secret_outcome", "label_zh": "甲店专用", "label_en": "Tenant A only"})
+    assert code.status_code == 201, code.text
+    return {"attachment_id": upload.json()["id"], "canned_response_id": canned.json()["id"],
+            "disposition_code": code.json()["code"]}
 
 
 def snapshot_paths(ids: dict[str, str]) -> list[str]:
     # Attachment metadata carries a freshly signed URL, so it is compared by its content instead.
     return [f"/api/v1/canned-responses/{ids['canned_response_id']}",
             f"/api/v1/contacts/{ids['contact_id']}/timeline",
-            f"/api/v1/conversations/{ids['conversation_id']}/csat-ratings"]
+            f"/api/v1/conversations/{ids['conversation_id']}/csat-ratings",
+            "/api/v1/dispositions?include_inactive=true"]

@@ -138,3 +138,61 @@ async def test_agents_see_ratings_arrive_live(http: httpx.AsyncClient, server: L
         assert frame["data"]["csat"]["rating"] == 4 and frame["data"]["csat"]["comment"] is None
     finally:
         await agent.close()
+
+
+async def test_a_returning_visitor_is_asked_once_per_resolution(http: httpx.AsyncClient,
+                                                                tenant: TenantFixture) -> None:
+    visitor = await start_session(http, tenant.inbox_id)
+    token = visitor["visitor_token"]
+
+    async def prompt() -> dict:
+        response = await http.get("/api/v1/widget/csat/prompt", headers=bearer(token))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert (await prompt())["ask"] is False  # no conversation yet
+    said = await customer_says(http, token, "发票怎么开？")
+    conversation_id = said["conversation_id"]
+    assert (await prompt())["ask"] is False  # still open
+    await http.post(f"/api/v1/conversations/{conversation_id}/resolve", headers=tenant.agent.headers)
+    asked = await prompt()
+    assert asked["ask"] is True and asked["conversation_id"] == conversation_id and asked["resolved_at"]
+    # The same visitor token in a new session (a reload) is asked too; a stranger never is.
+    stranger = await start_session(http, tenant.inbox_id)
+    assert (await http.get("/api/v1/widget/csat/prompt",
+                           headers=bearer(stranger["visitor_token"]))).json()["ask"] is False
+
+    rated = await http.post("/api/v1/widget/csat", headers=bearer(token),
+                            json={"conversation_id": conversation_id, "rating": 4})
+    assert rated.status_code == 201
+    assert (await prompt()) == {"ask": False, "conversation_id": None, "resolved_at": None}
+
+    # Reopened and resolved again: a new resolution, asked again.
+    await http.post(f"/api/v1/conversations/{conversation_id}/reopen", headers=tenant.agent.headers)
+    assert (await prompt())["ask"] is False
+    await http.post(f"/api/v1/conversations/{conversation_id}/resolve", headers=tenant.agent.headers)
+    assert (await prompt())["ask"] is True
+    # A newer conversation started by the customer takes over: the older one is not asked about.
+    await customer_says(http, token, "再问一下")
+    assert (await prompt())["ask"] is False
+
+    # Ratings switched off for the inbox: never asked.
+    other = await start_session(http, tenant.inbox_id)
+    said = await customer_says(http, other["visitor_token"], "hi")
+    await http.post(f"/api/v1/conversations/{said['conversation_id']}/resolve", headers=tenant.agent.headers)
+    inbox = await http.get(f"/api/v1/inboxes/{tenant.inbox_id}", headers=tenant.admin.headers)
+    off = await http.patch(f"/api/v1/inboxes/{tenant.inbox_id}/appearance",
+                           headers={**tenant.admin.headers, "If-Match": f'"{inbox.json()["version"]}"'},
+                           json={"csat_enabled": False})
+    assert off.status_code == 200, off.text
+    assert (await http.get("/api/v1/widget/csat/prompt",
+                           headers=bearer(other["visitor_token"]))).json()["ask"] is False
+
+
+def test_prompt_window() -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    fresh = dict(status="resolved", rated=False, enabled=True, now=now)
+    assert policies.should_prompt(resolved_at=now - policies.PROMPT_WINDOW, **fresh)
+    assert not policies.should_prompt(resolved_at=now - policies.PROMPT_WINDOW * 2, **fresh)
+    assert not policies.should_prompt(resolved_at=now, **{**fresh, "rated": True})
+    assert not policies.should_prompt(resolved_at=now, **{**fresh, "status": "closed"})

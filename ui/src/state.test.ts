@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  addPending, applyEvent, contactLabel, initialState, isTyping, markPending, mergeMessages, neighbour, pendingId,
+  addPending, applyEvent, contactLabel, dispositionLabel, initialState, isTyping, markPending, mergeMessages, neighbour, pendingId,
   pendingMessages, select, setMessages, unreadByView, upsertConversation, visibleConversations,
 } from "./state";
 import type { Conversation, Message } from "./types";
@@ -119,6 +119,26 @@ describe("inbox filters", () => {
     expect(visibleConversations(s, { ...s.filters, search: "退货" }).map((c) => c.id)).toEqual(["conv_1"]);
     expect(visibleConversations(s, { ...s.filters, search: "VIP" }).map((c) => c.id)).toEqual(["conv_2"]);
     expect(visibleConversations(s, { ...s.filters, search: "wang" }, { ct_conv_3: "Wang Lei" }).map((c) => c.id)).toEqual(["conv_3"]);
+  });
+
+  it("filters by disposition, and a reopen event takes a conversation out of that filter", () => {
+    let s = initialState("usr_me");
+    s = upsertConversation(s, conv("conv_a", { status: "resolved", disposition: "solved" }));
+    s = upsertConversation(s, conv("conv_b", { status: "resolved", disposition: "spam" }));
+    s = upsertConversation(s, conv("conv_c"));
+    const solved = { ...s.filters, disposition: "solved" };
+    expect(visibleConversations(s, solved).map((c) => c.id)).toEqual(["conv_a"]);
+    s = applyEvent(s, { type: "conversation.updated", id: 5,
+      data: { conversation: conv("conv_a", { status: "open", disposition: null, version: 3 }) } });
+    expect(visibleConversations(s, solved)).toEqual([]);
+    expect(s.conversations.conv_a.disposition).toBeNull();
+  });
+
+  it("labels dispositions in the UI language, unknown codes as they are", () => {
+    const list = [{ code: "solved", label_zh: "已解决", label_en: "Solved" }];
+    expect(dispositionLabel(list, "solved", "zh")).toBe("已解决");
+    expect(dispositionLabel(list, "solved", "en")).toBe("Solved");
+    expect(dispositionLabel(list, "legacy_code", "en")).toBe("legacy_code");
   });
 
   it("moves through the list with the keyboard without running off either end", () => {

@@ -11,6 +11,8 @@ export interface Filters {
   status: string; // "" for any
   channel: string;
   queue: string;
+  /** A disposition code: only conversations resolved (or closed) with it. */
+  disposition: string;
   search: string;
 }
 
@@ -30,7 +32,7 @@ export interface State {
   lastEventId: number | null;
 }
 
-export const emptyFilters: Filters = { view: "all", status: "", channel: "", queue: "", search: "" };
+export const emptyFilters: Filters = { view: "all", status: "", channel: "", queue: "", disposition: "", search: "" };
 
 export function initialState(me: string | null = null): State {
   return { me, conversations: {}, messages: {}, unread: {}, typing: {}, selected: null,
@@ -195,6 +197,7 @@ export function visibleConversations(state: State, filters: Filters = state.filt
       if (filters.status && c.status !== filters.status) return false;
       if (filters.channel && c.channel !== filters.channel) return false;
       if (filters.queue && (queues[c.id] ?? c.queue_id) !== filters.queue) return false;
+      if (filters.disposition && c.disposition !== filters.disposition) return false;
       if (needle && !serverHits.has(c.id)) {
         const hay = [c.subject, c.last_message_preview, c.id, names[c.contact_id], ...(c.tags ?? [])]
           .filter(Boolean).join(" ").toLowerCase();
@@ -236,4 +239,12 @@ export function contactLabel(contact: { name?: string | null; email?: string | n
   const identity = contact?.identities?.find((i) => i.kind !== "visitor" && i.kind !== "device");
   if (identity) return identity.value;
   return `#${fallbackId.slice(-6)}`;
+}
+
+/** The label of a disposition code in the UI's language; codes the list no longer has show as they are. */
+export function dispositionLabel(list: { code: string; label_zh: string; label_en: string }[], code: string,
+  locale: "zh" | "en"): string {
+  const found = list.find((d) => d.code === code);
+  if (!found) return code;
+  return locale === "zh" ? found.label_zh : found.label_en;
 }

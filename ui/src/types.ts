@@ -30,8 +30,20 @@ export interface Conversation {
   created_at?: string;
   updated_at?: string;
   resolved_at?: string | null;
+  /** How the current resolution ended (a code of the tenant's list); null unless resolved/closed. */
+  disposition?: string | null;
   queue_id?: string | null;
   unread_count?: number;
+}
+
+/** One code of the tenant's disposition list (`GET /api/v1/dispositions`). */
+export interface Disposition {
+  code: string;
+  label: string;
+  label_zh: string;
+  label_en: string;
+  position: number;
+  active: boolean;
 }
 
 export interface Message {

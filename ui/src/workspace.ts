@@ -8,7 +8,7 @@ import type { Locale } from "./i18n";
 import { AgentSocket, type ConnectionStatus, socketUrl } from "./realtime";
 import * as S from "./state";
 import { Store } from "./store";
-import type { Attachment, Contact, Conversation, Frame, Message, Page, Session } from "./types";
+import type { Attachment, Contact, Conversation, Disposition, Frame, Message, Page, Session } from "./types";
 
 const mergeMessages = S.mergeMessages;
 
@@ -104,6 +104,8 @@ export interface Extra {
   /** Ids the server found for the inbox search (message bodies are searched there, not in the page). */
   searchHits: { q: string; ids: string[] } | null;
   features: { routing: boolean; commerce: boolean; canned: boolean; attachments: boolean };
+  /** The tenant's disposition codes, switched-off ones included (older conversations may carry them). */
+  dispositions: Disposition[];
 }
 
 const MAX_PAGES = 10;
@@ -125,7 +127,7 @@ export class Workspace {
       connection: "connecting", contacts: {}, history: {}, notices: [], canned: [], noteMode: false,
       presence: { status: "offline", available: false }, offers: [], orders: {}, users: {}, queues: [],
       taskQueues: {}, stats: null, statsAt: 0, unrouted: { count: 0, oldest: null }, agents: [], csat: {}, suggestions: {}, timeline: {}, searchHits: null,
-      features: { routing: false, commerce: false, canned: false, attachments: true },
+      features: { routing: false, commerce: false, canned: false, attachments: true }, dispositions: [],
     });
     const loc = typeof location === "undefined" ? { protocol: "http:", host: "127.0.0.1" } : location;
     this.socket = new AgentSocket(socketUrl(loc, "/api/v1/realtime"), () => this.session.token, {
@@ -145,6 +147,7 @@ export class Workspace {
     void this.loadInbox();
     void this.loadUsers();
     void this.loadCanned();
+    void this.loadDispositions();
     void this.loadRouting();
     this.retryTimer = setInterval(() => void this.flushPending(), 5000);
   }
@@ -270,6 +273,27 @@ export class Workspace {
 
   setFilters(change: Partial<S.Filters>): void {
     this.store.update((s) => ({ ...s, filters: { ...s.filters, ...change } }));
+    if (change.disposition) void this.loadByDisposition(change.disposition);
+  }
+
+  async loadDispositions(): Promise<void> {
+    try {
+      const list: { data: Disposition[] } = await this.api.get("/api/v1/dispositions?include_inactive=true");
+      this.extra.update((x) => ({ ...x, dispositions: list.data }));
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Resolved conversations older than the loaded inbox pages: the server filters them by disposition. */
+  async loadByDisposition(code: string): Promise<void> {
+    try {
+      const page: Page<Conversation> = await this.api.get(`/api/v1/conversations${query({ disposition: code,
+        limit: 100, sort: "last_activity", order: "desc" })}`);
+      this.store.update((s) => page.data.reduce((next, c) => S.upsertConversation(next, c), s));
+    } catch {
+      /* the list still shows the loaded conversations with this disposition */
+    }
   }
 
   async select(conversationId: string | null): Promise<void> {
@@ -475,8 +499,8 @@ export class Workspace {
 
   async resolve(conversationId: string, disposition?: string): Promise<void> {
     try {
-      if (disposition) await this.addTag(conversationId, `disposition:${disposition}`);
-      this.replace(await this.api.post(`/api/v1/conversations/${conversationId}/resolve`));
+      this.replace(await this.api.post(`/api/v1/conversations/${conversationId}/resolve`,
+        disposition ? { disposition } : undefined));
     } catch (error) {
       this.fail(error);
     }

@@ -17,6 +17,7 @@ from kefu.conversations import service as conversation_service
 from kefu.conversations.policies import normalise_tag
 from kefu.conversations.schemas import (
     ConversationRead,
+    ConversationResolve,
     ConversationStatus,
     ConversationUpdate,
     MessageCreate,
@@ -36,12 +37,14 @@ Reader = Scoped("conversations:read")
 Writer = Scoped("conversations:write")
 
 
-@router.get("", summary="List conversations (filters: status, inbox, contact, assignee)",
+@router.get("", summary="List conversations (filters: status, disposition, inbox, contact, assignee, channel, tag)",
             response_model=Page[ConversationRead], responses=error_responses(*AUTH_ERRORS, "invalid_cursor"))
 async def list_conversations(
     actor: Reader,
     uow: UoWDep,
     status: ConversationStatus | None = None,
+    disposition: Annotated[str | None, Query(min_length=1, max_length=40,
+                                             description="How resolved ones ended, e.g. `solved`")] = None,
     inbox_id: Annotated[str | None, Query(max_length=40)] = None,
     contact_id: Annotated[str | None, Query(max_length=40)] = None,
     assignee_id: Annotated[str | None, Query(
@@ -69,7 +72,8 @@ async def list_conversations(
         session=uow.session, tenant_id=actor.tenant_id, status=status, inbox_id=inbox_id, contact_id=contact_id,
         assignee_id=None if unassigned else assignee_id, unassigned=unassigned, after_id=after_id,
         limit=limit + 1, order=order, channel=channel, tag=normalise_tag(tag) if tag else None,
-        text=q.strip() or None if q else None, sort=sort, after_activity=after_activity)
+        text=q.strip() or None if q else None, sort=sort, after_activity=after_activity,
+        disposition=disposition)
     reads = await conversation_service.conversation_reads(session=uow.session, conversations=rows)
     if actor.user_id is not None:
         counts = await conversation_service.unread_counts(session=uow.session, user_id=actor.user_id,
@@ -111,7 +115,8 @@ async def get_conversation(conversation_id: ConversationId, actor: Reader, uow: 
 @router.patch("/{conversation_id}", summary="Change status, assignee, priority or subject (If-Match)",
               response_model=ConversationRead,
               responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "conversation_not_found", "version_conflict",
-                                        "invalid_status_transition", "invalid_assignee", "invalid_if_match"))
+                                        "invalid_status_transition", "invalid_assignee", "invalid_if_match",
+                                        "unknown_disposition", "disposition_not_allowed"))
 async def update_conversation(conversation_id: ConversationId, body: ConversationUpdate, actor: Writer, uow: UoWDep,
                               runtime: RuntimeDep, expected: IfMatch, response: Response) -> ConversationRead:
     conversation = await conversation_service.access_conversation(
@@ -125,12 +130,12 @@ async def update_conversation(conversation_id: ConversationId, body: Conversatio
 
 
 async def _change_status(conversation_id: str, status: str, actor: Principal, uow: UoWDep, runtime: RuntimeDep,
-                         expected: int | None, response: Response) -> ConversationRead:
+                         expected: int | None, response: Response, disposition: str | None = None) -> ConversationRead:
     conversation = await conversation_service.access_conversation(
         session=uow.session, tenant_id=actor.tenant_id, conversation_id=conversation_id)
     read = await conversation_actions.do_change_status(
         uow, conversation=conversation, status=status, expected_version=expected,
-        default_locale=runtime.settings.default_locale)
+        default_locale=runtime.settings.default_locale, disposition=disposition)
     await uow.commit()
     set_etag(response, read.version)
     return read
@@ -140,11 +145,19 @@ _STATUS_ERRORS = error_responses(*AUTH_ERRORS, "conversation_not_found", "versio
                                  "invalid_status_transition", "invalid_if_match")
 
 
-@router.post("/{conversation_id}/resolve", summary="Resolve a conversation (the customer sees a system message)",
-             response_model=ConversationRead, responses=_STATUS_ERRORS)
+_NO_DISPOSITION = ConversationResolve()  # the body is optional: a bare POST resolves without a disposition
+
+
+@router.post("/{conversation_id}/resolve",
+             summary="Resolve a conversation, optionally with a disposition (the customer sees a system message)",
+             response_model=ConversationRead,
+             responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "conversation_not_found", "version_conflict",
+                                       "invalid_status_transition", "invalid_if_match", "unknown_disposition"))
 async def resolve_conversation(conversation_id: ConversationId, actor: Writer, uow: UoWDep, runtime: RuntimeDep,
-                               expected: IfMatch, response: Response) -> ConversationRead:
-    return await _change_status(conversation_id, "resolved", actor, uow, runtime, expected, response)
+                               expected: IfMatch, response: Response,
+                               body: ConversationResolve = _NO_DISPOSITION) -> ConversationRead:
+    return await _change_status(conversation_id, "resolved", actor, uow, runtime, expected, response,
+                                disposition=body.disposition)
 
 
 @router.post("/{conversation_id}/reopen", summary="Reopen a resolved or pending conversation",

@@ -16,7 +16,7 @@ from kefu.conversations import service as conversation_service
 from kefu.core.errors import NotFound, ValidationFailed
 from kefu.feedback import actions as feedback_actions
 from kefu.feedback import service as feedback_service
-from kefu.feedback.schemas import CsatCreate, CsatPage, CsatRead, CsatReport, Period
+from kefu.feedback.schemas import CsatCreate, CsatPage, CsatPrompt, CsatRead, CsatReport, Period
 from kefu.runtime import Runtime
 
 router = APIRouter(tags=["csat"])
@@ -64,6 +64,17 @@ async def my_rating(conversation_id: Annotated[str, Query(min_length=1, max_leng
     if row is None or conversation.status != "resolved":
         raise NotFound("csat_not_found")
     return CsatRead.model_validate(row)
+
+
+@router.get("/api/v1/widget/csat/prompt", response_model=CsatPrompt, tags=["widget"],
+            summary="Whether to show the rating form now (latest conversation resolved and not yet rated)",
+            responses=error_responses("invalid_visitor_token"))
+async def rating_prompt(claims: Visitor, uow: UoWDep, runtime: RuntimeDep) -> CsatPrompt:
+    contact_id = await _contact_id(runtime, claims)
+    inbox = await channel_service.get_public_inbox(session=uow.session, inbox_id=claims.inbox_id)
+    return await feedback_service.prompt(session=uow.session, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id,
+                                         contact_id=contact_id,
+                                         enabled=bool((inbox.settings or {}).get("csat_enabled", True)))
 
 
 @router.get("/api/v1/conversations/{conversation_id}/csat-ratings", response_model=CsatPage, tags=["conversations"],

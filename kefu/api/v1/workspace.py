@@ -1,21 +1,29 @@
 """REST routes the agent workspace needs beyond plain CRUD: unread totals, a contact's whole timeline across
-conversations, and editing the widget's look of an inbox."""
+conversations, the tenant's dispositions, and editing the widget's look of an inbox."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from kefu.api.deps import IfMatch, Scoped, UoWDep, set_etag
-from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses, request_locale
 from kefu.channels import actions as channel_actions
 from kefu.channels import service as channel_service
 from kefu.channels.schemas import InboxAppearanceUpdate, InboxSecretRead
 from kefu.contacts import service as contact_service
+from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
-from kefu.conversations.schemas import ConversationRead, MessageRead
+from kefu.conversations.schemas import (
+    ConversationRead,
+    DispositionCodeCreate,
+    DispositionCodeList,
+    DispositionCodeRead,
+    DispositionCodeUpdate,
+    MessageRead,
+)
 from kefu.core.errors import ValidationFailed
 
 router = APIRouter(tags=["workspace"])
@@ -75,6 +83,41 @@ async def timeline(
         data=[conversation_service.message_read(m) for m in rows],
         conversations=await conversation_service.conversation_reads(session=uow.session, conversations=conversations),
         has_more=has_more)
+
+
+@router.get("/api/v1/dispositions", response_model=DispositionCodeList, tags=["conversations"],
+            summary="How a resolution can end: the tenant's disposition codes with zh/en labels, by position",
+            responses=error_responses(*AUTH_ERRORS))
+async def list_dispositions(actor: Reader, uow: UoWDep, request: Request,
+                            include_inactive: bool = False) -> DispositionCodeList:
+    return DispositionCodeList(data=await conversation_service.disposition_codes(
+        session=uow.session, tenant_id=actor.tenant_id, lang=request_locale(request),
+        include_inactive=include_inactive))
+
+
+@router.post("/api/v1/dispositions", status_code=201, response_model=DispositionCodeRead, tags=["conversations"],
+             summary="Add a disposition code of the tenant's own (admins)",
+             responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "invalid_disposition_code",
+                                       "disposition_code_taken"))
+async def create_disposition(body: DispositionCodeCreate, actor: Scoped("inboxes:write"), uow: UoWDep,
+                             request: Request) -> DispositionCodeRead:
+    read = await conversation_actions.do_create_disposition_code(uow, tenant_id=actor.tenant_id, data=body,
+                                                                 default_locale=request_locale(request))
+    await uow.commit()
+    return read
+
+
+@router.patch("/api/v1/dispositions/{disposition_code}", response_model=DispositionCodeRead, tags=["conversations"],
+              summary="Relabel, move or switch off a disposition code, built-in ones included (admins)",
+              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "disposition_not_found"))
+async def update_disposition(disposition_code: Annotated[str, Path(min_length=1, max_length=40)],
+                             body: DispositionCodeUpdate, actor: Scoped("inboxes:write"), uow: UoWDep,
+                             request: Request) -> DispositionCodeRead:
+    read = await conversation_actions.do_update_disposition_code(
+        uow, tenant_id=actor.tenant_id, code=disposition_code, changes=body.model_dump(exclude_unset=True),
+        default_locale=request_locale(request))
+    await uow.commit()
+    return read
 
 
 @router.patch("/api/v1/inboxes/{inbox_id}/appearance", response_model=InboxSecretRead, tags=["inboxes"],

@@ -4,7 +4,7 @@ import { ApiError } from "../api";
 import { Drafts, EMOJI, MAX_MESSAGE_LENGTH, fillTemplate, matchCanned, type CannedResponse } from "../composer";
 import type { Key } from "../i18n";
 import { useT } from "../locale";
-import { contactLabel, isTyping } from "../state";
+import { contactLabel, dispositionLabel, isTyping } from "../state";
 import { useStore } from "../store";
 import type { Attachment, Conversation, Message } from "../types";
 import type { Workspace } from "../workspace";
@@ -12,7 +12,6 @@ import { channelLabel } from "./InboxList";
 
 const drafts = new Drafts(typeof localStorage !== "undefined" ? localStorage : {
   getItem: () => null, setItem: () => undefined, removeItem: () => undefined });
-const DISPOSITIONS = ["solved", "no_reply", "duplicate", "spam"];
 
 export function ConversationView({ ws }: { ws: Workspace }) {
   const { t } = useT();
@@ -30,7 +29,11 @@ export function ConversationView({ ws }: { ws: Workspace }) {
     const onKey = (e: KeyboardEvent) => {
       const c = ws.store.get().selected ? ws.store.get().conversations[ws.store.get().selected!] : null;
       if (!c || !e.altKey) return;
-      if (e.key === "r") { void ws.resolve(c.id, "solved"); e.preventDefault(); }
+      if (e.key === "r") {
+        // The tenant's first disposition (normally "solved"); the header's list offers the others.
+        void ws.resolve(c.id, ws.extra.get().dispositions.find((d) => d.active)?.code);
+        e.preventDefault();
+      }
       if (e.key === "t") { void ws.assign(c.id, ws.session.user_id); e.preventDefault(); }
       if (e.key === "n") { ws.extra.update((x) => ({ ...x, noteMode: !x.noteMode })); e.preventDefault(); }
     };
@@ -53,9 +56,11 @@ export function ConversationView({ ws }: { ws: Workspace }) {
 }
 
 function ConversationHeader({ ws, conv, name }: { ws: Workspace; conv: Conversation; name: string }) {
-  const { t } = useT();
+  const { t, locale } = useT();
   const extra = useStore(ws.extra);
-  const [disposition, setDisposition] = useState("solved");
+  const active = extra.dispositions.filter((d) => d.active);
+  const [picked, setDisposition] = useState("");
+  const disposition = active.some((d) => d.code === picked) ? picked : active[0]?.code ?? "";
   const [tag, setTag] = useState("");
   const [transfer, setTransfer] = useState("");
   const mine = conv.assignee_id === ws.session.user_id;
@@ -81,6 +86,11 @@ function ConversationHeader({ ws, conv, name }: { ws: Workspace; conv: Conversat
             {t("conv.csat", { n: extra.csat[conv.id].rating })}{extra.csat[conv.id].comment ? ` · “${extra.csat[conv.id].comment}”` : ""}
           </span>
         )}
+        {conv.disposition && (
+          <span class="disposition" data-testid="conv-disposition" data-code={conv.disposition}>
+            {t("conv.disposition")}: {dispositionLabel(extra.dispositions, conv.disposition, locale)}
+          </span>
+        )}
         <span class="assignee">{t("conv.assignee")}: <strong data-testid="assignee">{assignee}</strong></span>
       </div>
       <div class="conv-actions">
@@ -93,10 +103,12 @@ function ConversationHeader({ ws, conv, name }: { ws: Workspace; conv: Conversat
           <span class="group">
             <select aria-label={t("conv.disposition")} value={disposition} data-testid="disposition"
               onChange={(e) => setDisposition((e.target as HTMLSelectElement).value)}>
-              {DISPOSITIONS.map((d) => <option key={d} value={d}>{t(`conv.disposition.${d}` as Key)}</option>)}
+              {active.map((d) => (
+                <option key={d.code} value={d.code}>{locale === "zh" ? d.label_zh : d.label_en}</option>
+              ))}
             </select>
             <button type="button" class="primary" data-testid="resolve" title="Alt+R"
-              onClick={() => void ws.resolve(conv.id, disposition)}>{t("conv.resolve")}</button>
+              onClick={() => void ws.resolve(conv.id, disposition || undefined)}>{t("conv.resolve")}</button>
           </span>
         )}
         {conv.status === "resolved" && (

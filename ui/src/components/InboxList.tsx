@@ -1,7 +1,7 @@
 import { useEffect, useRef } from "preact/hooks";
 import type { Key } from "../i18n";
 import { useT } from "../locale";
-import { contactLabel, type InboxView, neighbour, unreadByView, visibleConversations } from "../state";
+import { contactLabel, dispositionLabel, type InboxView, neighbour, unreadByView, visibleConversations } from "../state";
 import { useStore } from "../store";
 import type { Workspace } from "../workspace";
 
@@ -16,7 +16,7 @@ export function channelLabel(t: (k: Key) => string, channel: string): string {
 }
 
 export function InboxList({ ws }: { ws: Workspace }) {
-  const { t } = useT();
+  const { t, locale } = useT();
   const state = useStore(ws.store);
   const extra = useStore(ws.extra);
   const search = useRef<HTMLInputElement>(null);
@@ -69,6 +69,15 @@ export function InboxList({ ws }: { ws: Workspace }) {
           <option value="">{t("inbox.channel.any")}</option>
           {CHANNELS.map((c) => <option key={c} value={c}>{channelLabel(t, c)}</option>)}
         </select>
+        {extra.dispositions.length > 0 && (
+          <select aria-label={t("inbox.disposition")} value={state.filters.disposition} data-testid="filter-disposition"
+            onChange={(e) => ws.setFilters({ disposition: (e.target as HTMLSelectElement).value })}>
+            <option value="">{t("inbox.disposition.any")}</option>
+            {extra.dispositions.map((d) => (
+              <option key={d.code} value={d.code}>{locale === "zh" ? d.label_zh : d.label_en}</option>
+            ))}
+          </select>
+        )}
         {extra.queues.length > 0 && (
           <select aria-label={t("inbox.queue")} value={state.filters.queue}
             onChange={(e) => ws.setFilters({ queue: (e.target as HTMLSelectElement).value })}>
@@ -97,6 +106,11 @@ export function InboxList({ ws }: { ws: Workspace }) {
                 <span class="conv-preview">{c.last_message_preview ?? t("inbox.no_preview")}</span>
                 <span class="conv-meta">
                   <span class={`status status-${c.status}`}>{t(`status.${c.status}` as Key)}</span>
+                  {c.disposition && (
+                    <span class="disposition" data-testid="item-disposition">
+                      {dispositionLabel(extra.dispositions, c.disposition, locale)}
+                    </span>
+                  )}
                   {c.last_message_at && <time dateTime={c.last_message_at}>{new Date(c.last_message_at).toLocaleTimeString()}</time>}
                 </span>
               </button>
