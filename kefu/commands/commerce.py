@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def normalize(
         fail("unknown_format", {"format": fmt, "known": [f for f in FORMATS if f != "canonical"]})
     try:
         raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        payload = json.loads(raw)
+        payload = json.loads(raw, parse_float=decimal.Decimal)  # money exact, never a binary float
     except (OSError, UnicodeDecodeError) as exc:
         fail("unreadable_file", {"reason": type(exc).__name__})
     except ValueError:

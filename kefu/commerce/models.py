@@ -88,9 +88,16 @@ class CommerceAction(Base):
     error_code: Mapped[str | None] = mapped_column(String(60))
     actor_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
+    # When the action was last claimed (set ``pending``). A pending action claimed longer ago than the
+    # connector call timeout plus a margin was abandoned (crash, deploy) and is run again under its key.
+    claimed_at: Mapped[datetime | None]
+    # What the first claim decided (amounts as decimal strings). A run again under the same key executes this
+    # plan unchanged, since the source may already have done it and the order may no longer pass the rules.
+    plan: Mapped[dict[str, Any] | None] = mapped_column()
     finished_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),
+                      Index("ix_commerce_actions_status_claimed_at", "status", "claimed_at"),
                       Index("ix_commerce_actions_tenant_buyer", "tenant_id", "buyer_id"))
 
 

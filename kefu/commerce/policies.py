@@ -32,6 +32,10 @@ from kefu.core.i18n import translate
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+# ISO 4217 minor units that are not 2 (yen has no sen on a bill; dinars have fils in thousandths).
+MINOR_UNITS = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+                                "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+               **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)}
 
 
 class CommerceRules(BaseModel):
@@ -59,17 +63,24 @@ def reason(code: str, **params: Any) -> LocalisedReason:
     return LocalisedReason(code=code, zh=translate(key, "zh", **params), en=translate(key, "en", **params))
 
 
-def cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+def minor_unit(currency: str | None) -> Decimal:
+    """The smallest amount of ``currency``: 1 for JPY, 0.001 for KWD / BHD, 0.01 otherwise (and when unknown)."""
+    return Decimal(1).scaleb(-MINOR_UNITS.get((currency or "").upper(), 2))
 
 
-def allocate(amount: Decimal, weights: list[Decimal]) -> list[Decimal]:
-    """Split ``amount`` (cents) across ``weights`` in proportion, exactly: the shares always sum to ``amount``.
+def cents(value: Decimal, currency: str | None = None) -> Decimal:
+    """``value`` rounded (half up) to the currency's minor unit (two decimals when no currency is given)."""
+    return value.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
 
-    Largest remainder: everyone gets the rounded-down share, the leftover cents go to the largest fractions
-    (ties to the earlier line), so no cent is created or lost.
+
+def allocate(amount: Decimal, weights: list[Decimal], currency: str | None = None) -> list[Decimal]:
+    """Split ``amount`` across ``weights`` in proportion, exactly: the shares always sum to ``amount``.
+
+    Largest remainder: everyone gets the rounded-down share, the leftover minor units (cents, yen, fils) go to
+    the largest fractions (ties to the earlier line), so no cent is created or lost.
     """
-    amount = cents(amount)
+    unit = minor_unit(currency)
+    amount = cents(amount, currency)
     total = sum(weights, ZERO)
     if not weights:
         return []
@@ -78,21 +89,22 @@ def allocate(amount: Decimal, weights: list[Decimal]) -> list[Decimal]:
         shares[-1] = amount
         return shares
     raw = [amount * w / total for w in weights]
-    shares = [r.quantize(CENT, rounding=ROUND_DOWN) for r in raw]
-    left = int((amount - sum(shares, ZERO)) / CENT)
+    shares = [r.quantize(unit, rounding=ROUND_DOWN) for r in raw]
+    left = int((amount - sum(shares, ZERO)) / unit)
     order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - shares[i]), i))
     for i in order[:left]:
-        shares[i] += CENT
+        shares[i] += unit
     return shares
 
 
-def build_item_paid(items: list[tuple[Decimal, int, Decimal]], order_discount: Decimal) -> list[Decimal]:
+def build_item_paid(items: list[tuple[Decimal, int, Decimal]], order_discount: Decimal,
+                    currency: str | None = None) -> list[Decimal]:
     """What each line paid: (unit price × quantity − item discount) minus its share of order-level discounts.
 
     Order-level discounts (coupons, spend-X-save-Y) are prorated by each line's amount after item discounts.
     """
-    nets = [cents(price * qty - discount) for price, qty, discount in items]
-    shares = allocate(min(order_discount, sum(nets, ZERO)), nets)
+    nets = [cents(price * qty - discount, currency) for price, qty, discount in items]
+    shares = allocate(min(order_discount, sum(nets, ZERO)), nets, currency)
     return [net - share for net, share in zip(nets, shares, strict=True)]
 
 
@@ -146,7 +158,7 @@ def return_eligibility(order: Order, item: OrderItem, now: datetime, rules: Comm
 
 # --- refunds ------------------------------------------------------------------------------------------
 
-def line_refund(item: OrderItem, quantity: int) -> Decimal:
+def line_refund(item: OrderItem, quantity: int, currency: str | None = None) -> Decimal:
     """What refunding ``quantity`` more units of a line returns.
 
     Cumulative rounding: the first k units of a line are worth round(paid × k / quantity), so refunding a line
@@ -154,7 +166,7 @@ def line_refund(item: OrderItem, quantity: int) -> Decimal:
     """
     done = item.refunded_quantity
     upto = min(done + quantity, item.quantity)
-    amount = cents(item.paid * upto / item.quantity) - cents(item.paid * done / item.quantity)
+    amount = cents(item.paid * upto / item.quantity, currency) - cents(item.paid * done / item.quantity, currency)
     return max(min(amount, item.paid - item.refunded_amount), ZERO)
 
 
@@ -185,7 +197,7 @@ def refund_quote(order: Order, lines: list[LineQuantity], rules: CommerceRules =
         if quantity > item.quantity - item.refunded_quantity:
             raise Conflict("refund_exceeds_paid", details={"line_id": line_id,
                                                            "refundable_quantity": item.quantity - item.refunded_quantity})
-        out.append(RefundQuoteLine(line_id=line_id, sku=item.sku, quantity=quantity, amount=line_refund(item, quantity)))
+        out.append(RefundQuoteLine(line_id=line_id, sku=item.sku, quantity=quantity, amount=line_refund(item, quantity, order.currency)))
     full = all(wanted.get(i.line_id, 0) >= i.quantity - i.refunded_quantity for i in order.items)
     shipping = ZERO
     if (rules.refund_shipping == "on_full_refund" and full) or (
@@ -204,7 +216,7 @@ def refund_quote(order: Order, lines: list[LineQuantity], rules: CommerceRules =
 def price_protection_quote(order: Order, item: OrderItem, current_price: Decimal | None, now: datetime,
                            rules: CommerceRules = DEFAULT_RULES) -> PriceProtectionQuote:
     """价保: within the window after payment, a lower current price gives back the difference, once per line."""
-    unit_paid = cents(item.paid / item.quantity)
+    unit_paid = cents(item.paid / item.quantity, order.currency)
     units = item.quantity - item.refunded_quantity
     reasons = []
     deadline = order.paid_at + timedelta(days=rules.price_protection_days) if order.paid_at else None
@@ -222,7 +234,7 @@ def price_protection_quote(order: Order, item: OrderItem, current_price: Decimal
     elif current_price >= unit_paid:
         reasons.append(reason("price_not_lower"))
     if not reasons and current_price is not None:
-        amount = min(cents((unit_paid - current_price) * units), item.paid - item.refunded_amount)
+        amount = min(cents((unit_paid - current_price) * units, order.currency), item.paid - item.refunded_amount)
         reasons.append(reason("price_difference", amount=format(amount, "f"), currency=order.currency))
     return PriceProtectionQuote(line_id=item.line_id, eligible=amount > 0, amount=amount,
                                 current_price=current_price, paid_unit_price=unit_paid, reasons=reasons,

@@ -38,12 +38,15 @@ class CircuitBreaker:
     """Closed → open after ``failures`` consecutive failures; after ``cooldown`` one trial call (half-open).
 
     While open, calls fail at once, so a dead order system costs lookups nothing: they go straight to the
-    last known data instead of waiting for a timeout each time.
+    last known data instead of waiting for a timeout each time. ``now`` is the clock (monotonic seconds);
+    tests pass their own to move time by hand.
     """
 
-    def __init__(self, *, failures: int = 3, cooldown: float = 10.0) -> None:
+    def __init__(self, *, failures: int = 3, cooldown: float = 10.0,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.max_failures = failures
         self.cooldown = cooldown
+        self.now = now
         self.failures = 0
         self.opened_at: float | None = None
         self._trial = False
@@ -52,7 +55,7 @@ class CircuitBreaker:
     def state(self) -> str:
         if self.opened_at is None:
             return "closed"
-        return "half_open" if time.monotonic() - self.opened_at >= self.cooldown else "open"
+        return "half_open" if self.now() - self.opened_at >= self.cooldown else "open"
 
     def allow(self) -> bool:
         state = self.state
@@ -72,7 +75,7 @@ class CircuitBreaker:
         self.failures += 1
         self._trial = False
         if self.failures >= self.max_failures or self.opened_at is not None:
-            self.opened_at = time.monotonic()
+            self.opened_at = self.now()
 
 
 @dataclass
@@ -99,6 +102,9 @@ class CommerceHub:
     fresh_seconds: float = 30.0
     stale_seconds: float = 600.0
     call_timeout: float = 3.0
+    # A money action still ``pending`` this long after the call timeout was abandoned between claim and settle
+    # (a crash, a deploy): a retry with its key or the background pass runs it again under the same key.
+    abandoned_margin: float = 30.0
     breaker_failures: int = 3
     breaker_cooldown: float = 10.0
     max_orders: int = 50_000
@@ -115,6 +121,11 @@ class CommerceHub:
     connectors: dict[str, tuple[list[SourceEntry], float]] = field(default_factory=dict)
     refreshing: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def abandoned_after(self) -> float:
+        """Seconds after its claim when a pending action counts as abandoned."""
+        return self.call_timeout + self.abandoned_margin
 
     def remember(self, tenant_id: str, cached: CachedOrder) -> None:
         key = (tenant_id, cached.ref)

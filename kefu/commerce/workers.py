@@ -1,7 +1,7 @@
 """Background work of the commerce domain: reconciliation with the sources, proactive stuck-parcel events.
 
 ``run(runtime)`` is registered in ``kefu.workers.WORKERS`` and started by every node's lifespan: every
-``hub.pass_seconds`` it runs ``run_pass`` (stuck parcels, then reconciliation of every connector). Each
+``hub.pass_seconds`` it runs ``run_pass`` (stuck parcels, abandoned order actions, then reconciliation of every connector). Each
 reconciliation handles a bounded batch per connector, so a large tenant cannot starve the loop, and the pass
 catches its own errors (one bad connector or order never stops the loop).
 """
@@ -138,10 +138,17 @@ async def scan_stuck(runtime: Runtime, *, tenant_id: str | None = None, batch: i
 
 
 async def run_pass(runtime: Runtime) -> dict[str, int]:
-    """One background pass: announce stuck parcels, then reconcile the open orders of every connector that
-    the source has not confirmed for ``hub.reconcile_after`` seconds. Returns the summed counts."""
+    """One background pass: announce stuck parcels, settle or re-run abandoned pending order actions, then
+    reconcile the open orders of every connector that the source has not confirmed for
+    ``hub.reconcile_after`` seconds. Returns the summed counts."""
     hub = hub_of(runtime)
     totals = {"stuck": await scan_stuck(runtime), "checked": 0, "repaired": 0, "missing": 0, "failed": 0}
+    try:
+        # Order actions a crashed or redeployed node left pending: run them again under their keys.
+        totals["resumed"] = await commerce_actions.resume_abandoned(runtime)
+    except Exception:
+        log.exception("resuming abandoned order actions failed")
+        totals["resumed"] = 0
     async with runtime.sessionmaker() as session:
         pairs = (await session.execute(select(CommerceOrder.tenant_id, CommerceOrder.connector)
                                        .where(CommerceOrder.status.in_(OPEN_STATUSES)).distinct())).all()
@@ -154,7 +161,7 @@ async def run_pass(runtime: Runtime) -> dict[str, int]:
             continue
         for key, value in counts.items():
             totals[key] += value
-    if totals["repaired"] or totals["stuck"]:
+    if totals["repaired"] or totals["stuck"] or totals["resumed"]:
         log.info("commerce pass: %s", totals)
     return totals
 

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,6 +63,17 @@ def sample_orders() -> dict[str, dict[str, Any]]:
                             {"id": "B", "sku": "ERP-SOCK", "name": "袜子 Socks", "qty": 2, "price": "50.00",
                              "cat": "apparel"}],
                   "parcels": [{"carrier": "SF", "no": "SF8800000001", "status": "delivered"}]},
+        # Amounts as JSON numbers (Decimal here, written out digit for digit by ExactJSON).
+        "E1003": {"id": "E1003", "state": "PAID", "currency": "CNY", "created": "2026-11-21T03:00:00Z", "rev": 1,
+                  "paid": "2026-11-21T03:05:00Z", "amount_paid": Decimal("1234567890123456.78"), "shipping": 0,
+                  "customer": {"id": "u-88", "mobile": "+8613900000088", "email": "erp88@example.com"},
+                  "lines": [{"id": "A", "sku": "ERP-YACHT", "name": "游艇 Yacht", "qty": 1,
+                             "price": Decimal("1234567890123456.78")}]},
+        "E1004": {"id": "E1004", "state": "PAID", "currency": "JPY", "created": "2026-11-21T04:00:00Z", "rev": 1,
+                  "paid": "2026-11-21T04:05:00Z", "amount_paid": 6340, "shipping": 0, "discount": 100,
+                  "customer": {"id": "u-99", "mobile": "+819000000099", "email": "erp99@example.com"},
+                  "lines": [{"id": "A", "sku": "ERP-TEA", "name": "抹茶 Matcha", "qty": 3, "price": 1980},
+                            {"id": "B", "sku": "ERP-CUP", "name": "茶碗 Cup", "qty": 1, "price": 500}]},
         "E1002": {"id": "E1002", "state": "PAID", "currency": "CNY", "created": "2026-11-21T02:00:00Z",
                   "rev": 1, "paid": "2026-11-21T02:05:00Z", "amount_paid": "99.00", "shipping": "0",
                   "customer": {"id": "u-77", "mobile": "+8613900000077", "email": "erp77@example.com"},
@@ -83,6 +95,19 @@ def connector_config(url: str, auth: str) -> dict[str, Any]:
                      "cancel": "/orders/{order_id}/cancel"}}
 
 
+class ExactJSON(JSONResponse):
+    """JSON with ``Decimal`` written as a number, digit for digit (as an order system in Java or Go would)."""
+
+    def render(self, content: Any) -> bytes:
+        def mark(value: Any) -> str:
+            if isinstance(value, Decimal):
+                return f"__exact__{value}__exact__"
+            raise TypeError(type(value).__name__)
+
+        text = json.dumps(content, default=mark, ensure_ascii=False, separators=(",", ":"))
+        return re.sub(r'"__exact__(-?[0-9.]+)__exact__"', r"\1", text).encode()
+
+
 class FakeShop:
     def __init__(self, *, auth: str = "bearer", port: int = 0, start: bool = True) -> None:
         self.auth = auth
@@ -93,6 +118,7 @@ class FakeShop:
         self.app = Starlette(routes=[
             Route("/_control/ping", self.ping),
             Route("/_control/delay", self.set_delay, methods=["POST"]),
+            Route("/_control/calls", self.get_calls),
             Route("/_control/orders/{order_id}", self.patch_order, methods=["PATCH"]),
             Route("/api/orders/{order_id}", self.get_order),
             Route("/api/orders", self.search),
@@ -136,6 +162,9 @@ class FakeShop:
     async def ping(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "pid": os.getpid()})
 
+    async def get_calls(self, request: Request) -> JSONResponse:
+        return JSONResponse({"calls": self.calls})
+
     async def set_delay(self, request: Request) -> JSONResponse:
         self.delay = float((await request.json())["seconds"])
         return JSONResponse({"delay": self.delay})
@@ -169,7 +198,7 @@ class FakeShop:
         if denied:
             return denied
         order = self.orders.get(request.path_params["order_id"])
-        return JSONResponse(order) if order else JSONResponse({"error": "not found"}, status_code=404)
+        return ExactJSON(order) if order else JSONResponse({"error": "not found"}, status_code=404)
 
     async def search(self, request: Request) -> JSONResponse:
         denied, _ = await self._guard(request)
@@ -186,7 +215,7 @@ class FakeShop:
                 hit = order[a][b] == value
             if hit:
                 found.append(order)
-        return JSONResponse({"orders": found})
+        return ExactJSON({"orders": found})
 
     async def price(self, request: Request) -> JSONResponse:
         denied, _ = await self._guard(request)
@@ -198,7 +227,7 @@ class FakeShop:
             return denied
         key = request.headers["idempotency-key"]
         if key in self.done:
-            return JSONResponse(self.done[key])
+            return ExactJSON(self.done[key])
         data = json.loads(body)
         order = self.orders[request.path_params["order_id"]]
         amount = Decimal(data["amount"])
@@ -213,7 +242,7 @@ class FakeShop:
         order["rev"] += 1
         answer = {"order": copy.deepcopy(order), "reference": f"R-{len(self.done) + 1}"}
         self.done[key] = answer
-        return JSONResponse(answer)
+        return ExactJSON(answer)
 
     async def cancel(self, request: Request) -> JSONResponse:
         denied, _ = await self._guard(request)
@@ -222,7 +251,7 @@ class FakeShop:
         order = self.orders[request.path_params["order_id"]]
         order["state"], order["rev"] = "REFUNDED", order["rev"] + 1
         order["refunded"] = order["amount_paid"]
-        return JSONResponse(order)
+        return ExactJSON(order)
 
 
 def _free_port() -> int:
@@ -273,6 +302,10 @@ class FakeShopProcess:
 
     def set_delay(self, seconds: float) -> None:
         httpx.post(f"http://127.0.0.1:{self.port}/_control/delay", json={"seconds": seconds}, timeout=5)
+
+    def calls(self) -> list[str]:
+        """Every call that reached the order system (method and path), in order."""
+        return list(httpx.get(f"http://127.0.0.1:{self.port}/_control/calls", timeout=5).json()["calls"])
 
     def patch_order(self, order_id: str, changes: dict[str, Any]) -> None:
         httpx.patch(f"http://127.0.0.1:{self.port}/_control/orders/{order_id}", json=changes, timeout=5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -101,19 +100,23 @@ async def test_stale_answers_come_at_once_and_are_revalidated_in_the_background(
 
 
 def test_the_breaker_opens_after_failures_and_tries_again_after_its_cool_down() -> None:
-    breaker = CircuitBreaker(failures=3, cooldown=0.05)
+    clock = [100.0]  # the breaker's clock, moved by hand: no real waiting, nothing a slow machine can break
+    breaker = CircuitBreaker(failures=3, cooldown=10.0, now=lambda: clock[0])
     for _ in range(3):
         assert breaker.allow()
         breaker.failure()
     assert breaker.state == "open" and not breaker.allow()
-    time.sleep(0.06)
+    clock[0] += 9.99
+    assert breaker.state == "open" and not breaker.allow()  # still cooling down
+    clock[0] += 0.01
+    assert breaker.state == "half_open"
     assert breaker.allow() and not breaker.allow()  # one trial call at a time
     breaker.failure()
-    assert breaker.state == "open"
-    time.sleep(0.06)
+    assert breaker.state == "open" and not breaker.allow()  # the trial failed: a whole new cool-down
+    clock[0] += 10.0
     assert breaker.allow()
     breaker.success()
-    assert breaker.state == "closed" and breaker.allow()
+    assert breaker.state == "closed" and breaker.allow() and breaker.failures == 0
 
 
 async def test_concurrent_refunds_on_one_version_refund_once(rt: Runtime) -> None:

@@ -186,3 +186,31 @@ async def test_overpaid_orders_and_bad_currencies_are_refused(http: httpx.AsyncC
     bad_currency = await _send(http, connector, _event("evt-cur", canonical))
     assert bad_currency.status_code == 422 and bad_currency.json()["error"]["code"] == "invalid_order_payload"
     assert await _stored(runtime, tenant) == (0, 0)
+
+
+async def test_webhook_amounts_are_exact_and_rounded_to_the_order_currency(http: httpx.AsyncClient,
+                                                                           tenant: TenantFixture) -> None:
+    connector = await _connector(http, tenant)  # Shopify sends amounts as JSON numbers here
+
+    def body(event_id: str, order: str) -> bytes:
+        return (f'{{"id":"{event_id}","type":"order.created","created_at":"2026-11-22T08:00:00Z",'
+                f'"data":{{"order":{order}}}}}').encode()
+
+    big = body("evt-big", '{"id":9001,"currency":"CNY","financial_status":"paid","created_at":"2026-11-20T00:00:00Z",'
+                          '"total_price":1234567890123456.78,"line_items":[{"id":1,"quantity":1,'
+                          '"price":1234567890123456.78,"sku":"BIG","name":"big"}]}')
+    yen = body("evt-yen", '{"id":9002,"currency":"JPY","financial_status":"paid","created_at":"2026-11-20T00:00:00Z",'
+                          '"total_price":2980,"total_discounts":20,"line_items":['
+                          '{"id":1,"quantity":1,"price":1000,"sku":"TEA","name":"tea"},'
+                          '{"id":2,"quantity":1,"price":2000,"sku":"CUP","name":"cup"}]}')
+    shown = []
+    for raw in (big, yen):
+        ack = await _send(http, connector, {}, body=raw)
+        assert ack.status_code == 200, ack.text
+        detail = await http.get(f"/api/v1/orders/{ack.json()['order_ref']}", headers=tenant.agent.headers)
+        shown.append(detail.json()["view"]["order"])
+    # 18 significant digits survive (a float would have stored 1234567890123456.80).
+    assert shown[0]["total_paid"] == "1234567890123456.78" and shown[0]["items"][0]["paid"] == "1234567890123456.78"
+    # Yen has no minor unit: the 20 yen discount is shared in whole yen and nothing is written with decimals.
+    assert shown[1]["currency"] == "JPY" and shown[1]["total_paid"] == "2980"
+    assert [(i["unit_price"], i["paid"]) for i in shown[1]["items"]] == [("1000", "993"), ("2000", "1987")]

@@ -25,7 +25,8 @@ A mapping value is a dotted path into the source's JSON, or ``=constant``. Actio
 and an ``Idempotency-Key`` header; they answer the order (or ``{"order": …, "reference": "…"}``).
 HMAC signature: hex HMAC-SHA256(secret, ``timestamp + "\\n" + METHOD + "\\n" + path?query + "\\n" + body``).
 Outages (connection errors, timeouts, 5xx, unreadable answers) raise ``SourceUnavailable``; refusals (409/422)
-raise ``Conflict("order_action_refused")`` with the source's message.
+raise ``Conflict("order_action_refused")`` with the source's message. Answers are parsed with exact decimals
+(never float), and amounts are rounded to the order currency's minor unit (JPY 0, KWD / BHD 3, else 2 decimals).
 """
 
 from __future__ import annotations
@@ -92,27 +93,34 @@ def map_order(raw: Any, mapping: dict[str, Any], *, marketplace: str, status_map
         out["status"] = status_map.get(str(out["status"]), out["status"])
     if "order_id" in out:
         out["order_id"] = str(out["order_id"])
+    currency = str(out["currency"]).upper() if isinstance(out.get("currency"), str) else None
     items = out.get("items") or []
     for n, item in enumerate(items):
         item.setdefault("line_id", f"L{n + 1}")
-        for field in ("unit_price", "paid"):
+        for field in ("unit_price", "paid", "refunded_amount"):
             if field in item:
-                item[field] = money(item[field], f"items[{n}].{field}")
+                item[field] = money(item[field], f"items[{n}].{field}", currency=currency)
+    for field in ("total_paid", "shipping_fee", "discount_total", "refunded_total", "subtotal"):
+        if field in out:
+            out[field] = money(out[field], field, currency=currency)
     if items and all("unit_price" in i and "quantity" in i for i in items) and not all("paid" in i for i in items):
         try:
-            discount = money(out.get("discount_total"), "discount_total")
-            paid = build_item_paid([(i["unit_price"], int(i["quantity"]), Decimal("0")) for i in items], discount)
+            discount = money(out.get("discount_total"), "discount_total", currency=currency)
+            paid = build_item_paid([(i["unit_price"], int(i["quantity"]), Decimal("0")) for i in items], discount,
+                                   currency)
         except (TypeError, ValueError):
             raise invalid("invalid_quantity", field="items") from None
         for item, amount in zip(items, paid, strict=True):
             item["paid"] = amount
     if items and all("unit_price" in i and "quantity" in i for i in items):
         try:
-            out.setdefault("subtotal", sum((cents(i["unit_price"] * int(i["quantity"])) for i in items), Decimal("0")))
+            out.setdefault("subtotal", sum((cents(i["unit_price"] * int(i["quantity"]), currency) for i in items),
+                                           Decimal("0")))
         except (TypeError, ValueError):
             raise invalid("invalid_quantity", field="items") from None
     if "total_paid" not in out and items and all("paid" in i for i in items):
-        out["total_paid"] = sum((i["paid"] for i in items), Decimal("0")) + money(out.get("shipping_fee"), "shipping_fee")
+        out["total_paid"] = sum((i["paid"] for i in items), Decimal("0")) + money(out.get("shipping_fee"), "shipping_fee",
+                                                                                   currency=currency)
     return finish(out)
 
 
@@ -185,7 +193,8 @@ class RestOrderSource:
         if response.status_code >= 500 or response.status_code in (401, 403, 429):
             raise SourceUnavailable(f"HTTP {response.status_code}")
         try:
-            data = response.json()
+            # Exact numbers: a JSON amount such as 12345678.91 must not pass through a binary float.
+            data = json.loads(response.content, parse_float=Decimal)
         except ValueError as exc:
             raise SourceUnavailable("unreadable answer") from exc
         if response.status_code >= 400:

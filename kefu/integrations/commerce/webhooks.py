@@ -18,6 +18,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from kefu.commerce.schemas import Order
@@ -70,7 +71,8 @@ class WebhookEvent:
 def parse(body: bytes, *, fmt: str, mapper: Any = None) -> WebhookEvent:
     """Parse a verified body; bad input raises ``invalid_webhook_payload`` / ``invalid_order_payload``."""
     try:
-        payload = json.loads(body)
+        # Money is read exactly (parse_float=Decimal): 12345678.91 stays 12345678.91, never a binary float.
+        payload = json.loads(body, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("invalid_webhook_payload", details={"reason": "not_json"}) from None
     if not isinstance(payload, dict):
@@ -84,4 +86,6 @@ def parse(body: bytes, *, fmt: str, mapper: Any = None) -> WebhookEvent:
         raise ValidationFailed("invalid_webhook_payload", details={"reason": "missing_field", "field": "data.order"})
     order = mapper(data["order"]) if fmt == "mapped" and mapper is not None else normalize(
         "canonical" if fmt == "mapped" else fmt, data["order"])
-    return WebhookEvent(event_id, kind, payload, order)
+    # The stored copy keeps JSON numbers as numbers (the JSON column cannot hold Decimal); only the order, read
+    # above, carries money.
+    return WebhookEvent(event_id, kind, json.loads(body), order)

@@ -32,20 +32,30 @@ def need(payload: dict[str, Any], key: str, where: str = "") -> Any:
     return payload[key]
 
 
-def money(value: Any, field: str, *, allow_negative: bool = False) -> Decimal:
+def money(value: Any, field: str, *, currency: str | None = None, allow_negative: bool = False) -> Decimal:
+    """An amount from a payload, rounded to the currency's minor unit (JPY 0, KWD / BHD 3, else 2 decimals).
+
+    JSON is parsed with ``parse_float=Decimal`` wherever money comes in, so a number arrives exact; a float
+    (a payload built in Python) goes through its shortest repr, never its binary expansion.
+    """
     if value is None or value == "":
         return Decimal("0")
+    if isinstance(value, bool):
+        raise invalid("not_a_number", field=field)
     if isinstance(value, float):
         value = repr(value)
     try:
-        amount = Decimal(str(value))
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
         raise invalid("not_a_number", field=field) from None
     if not amount.is_finite():
         raise invalid("not_a_number", field=field)
     if amount < 0 and not allow_negative:
         raise invalid("negative_amount", field=field)
-    return cents(amount)
+    try:
+        return cents(amount, currency)
+    except InvalidOperation:  # more digits than any order system means
+        raise invalid("amount_out_of_range", field=field) from None
 
 
 def quantity(value: Any, field: str) -> int:
@@ -71,14 +81,14 @@ def timestamp(value: Any, field: str, *, tz: timezone = UTC) -> datetime | None:
 CHINA = timezone(timedelta(hours=8))
 
 
-def fit_lines(paid: list[Decimal], shipping: Decimal, total: Decimal) -> list[Decimal]:
+def fit_lines(paid: list[Decimal], shipping: Decimal, total: Decimal, currency: str | None = None) -> list[Decimal]:
     """Make line amounts add up to ``total - shipping``, prorating any unattributed difference by paid amount."""
     target = total - shipping
     if target < 0:
         raise invalid("totals_do_not_add_up")
     if sum(paid, Decimal("0")) == target:
         return paid
-    return allocate(target, paid if any(paid) else [Decimal("1")] * len(paid))
+    return allocate(target, paid if any(paid) else [Decimal("1")] * len(paid), currency)
 
 
 def finish(data: dict[str, Any]) -> Order:

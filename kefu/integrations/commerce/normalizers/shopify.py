@@ -7,6 +7,7 @@ over lines); taxes added on top of prices are prorated over the lines so that li
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from kefu.commerce.schemas import Order
@@ -33,6 +34,7 @@ def _status(p: dict[str, Any]) -> str:
 def normalize(p: dict[str, Any]) -> Order:
     order_id = str(need(p, "id"))
     currency = str(need(p, "currency")).upper()
+    amount_of = partial(money, currency=currency)  # rounded to the currency's minor unit
     lines = p.get("line_items")
     if not isinstance(lines, list) or not lines:
         raise invalid("missing_field", field="line_items")
@@ -40,25 +42,25 @@ def normalize(p: dict[str, Any]) -> Order:
     for n, li in enumerate(lines):
         where = f"line_items[{n}]."
         qty = quantity(need(li, "quantity", where), where + "quantity")
-        price = money(need(li, "price", where), where + "price")
-        discount = sum((money(a.get("amount"), where + "discount_allocations") for a in li.get("discount_allocations")
-                        or []), Decimal("0")) or money(li.get("total_discount"), where + "total_discount")
+        price = amount_of(need(li, "price", where), where + "price")
+        discount = sum((amount_of(a.get("amount"), where + "discount_allocations") for a in li.get("discount_allocations")
+                        or []), Decimal("0")) or amount_of(li.get("total_discount"), where + "total_discount")
         if discount > price * qty:
             raise invalid("discount_exceeds_price", field=where + "discount_allocations")
         paid.append(price * qty - discount)
         items.append({"line_id": str(need(li, "id", where)), "sku": li.get("sku") or str(li.get("variant_id") or li["id"]),
                       "title": li.get("name") or li.get("title") or "", "category": li.get("product_type") or "general",
                       "quantity": qty, "unit_price": price})
-    shipping = sum((money(s.get("discounted_price", s.get("price")), "shipping_lines.price")
+    shipping = sum((amount_of(s.get("discounted_price", s.get("price")), "shipping_lines.price")
                     for s in p.get("shipping_lines") or []), Decimal("0"))
-    total = money(need(p, "total_price"), "total_price")
-    for item, amount in zip(items, fit_lines(paid, shipping, total), strict=True):
+    total = amount_of(need(p, "total_price"), "total_price")
+    for item, amount in zip(items, fit_lines(paid, shipping, total, currency), strict=True):
         item["paid"] = amount
     refunded_total = Decimal("0")
     refunds = []
     by_line = {i["line_id"]: i for i in items}
     for r in p.get("refunds") or []:
-        amount = sum((money(t.get("amount"), "refunds.transactions.amount") for t in r.get("transactions") or []
+        amount = sum((amount_of(t.get("amount"), "refunds.transactions.amount") for t in r.get("transactions") or []
                       if t.get("kind") == "refund" and t.get("status", "success") == "success"), Decimal("0"))
         refund_lines = []
         for rl in r.get("refund_line_items") or []:
@@ -67,7 +69,7 @@ def normalize(p: dict[str, Any]) -> Order:
                 continue
             qty = quantity(rl.get("quantity"), "refund_line_items.quantity")
             item["refunded_quantity"] = min(item.get("refunded_quantity", 0) + qty, item["quantity"])
-            item["refunded_amount"] = min(item.get("refunded_amount", Decimal("0")) + money(rl.get("subtotal"),
+            item["refunded_amount"] = min(item.get("refunded_amount", Decimal("0")) + amount_of(rl.get("subtotal"),
                                           "refund_line_items.subtotal"), item["paid"])
             refund_lines.append({"line_id": item["line_id"], "quantity": qty})
         refunded_total += amount
@@ -83,7 +85,7 @@ def normalize(p: dict[str, Any]) -> Order:
                               "status": "delivered" if f.get("shipment_status") == "delivered" else "in_transit",
                               "shipped_at": timestamp(f.get("created_at"), "fulfillments.created_at")})
     promotions = [{"kind": "coupon", "title": d.get("code") or "discount", "code": d.get("code"),
-                   "amount": money(d.get("amount"), "discount_codes.amount")} for d in p.get("discount_codes") or []]
+                   "amount": amount_of(d.get("amount"), "discount_codes.amount")} for d in p.get("discount_codes") or []]
     created = timestamp(need(p, "created_at"), "created_at")
     return finish({
         "order_id": order_id, "marketplace": "shopify", "status": _status(p), "currency": currency,
@@ -97,7 +99,7 @@ def normalize(p: dict[str, Any]) -> Order:
                                       "city": addr.get("city"), "line1": addr.get("address1"),
                                       "postcode": addr.get("zip")},
         "items": items, "subtotal": sum((i["unit_price"] * i["quantity"] for i in items), Decimal("0")),
-        "discount_total": money(p.get("total_discounts"), "total_discounts"), "shipping_fee": shipping,
+        "discount_total": amount_of(p.get("total_discounts"), "total_discounts"), "shipping_fee": shipping,
         "total_paid": total, "refunded_total": min(refunded_total, total),
         "payments": [{"method": (p.get("payment_gateway_names") or ["unknown"])[0], "amount": total,
                       "status": "paid"}] if _status(p) != "unpaid" else [],
