@@ -22,6 +22,7 @@ ALL_SCOPES = frozenset(
         "orders:refund",
         "commerce:admin",
         "knowledge:read",
+        "knowledge:feedback",
         "knowledge:write",
         "routing:read",
         "routing:respond",
@@ -41,8 +42,10 @@ _AGENT = frozenset({"conversations:read", "conversations:write", "contacts:read"
                     "canned_responses:read", "canned_responses:write",
                     "routing:read", "routing:respond"})
 
-# Agents read the knowledge base (suggestions, search); supervisors and admins also curate it.
-_AGENT = _AGENT | {"knowledge:read"}
+# Agents read the knowledge base (suggestions, search) and record bot answers with the customers' verdicts
+# (knowledge:feedback moves the analytics counters, so a read-only key cannot); supervisors and admins also
+# curate it.
+_AGENT = _AGENT | {"knowledge:read", "knowledge:feedback"}
 
 # Orders: agents look up orders and cancel, re-address or open returns; money (refunds, price protection)
 # needs a supervisor; connectors and after-sales rules are for admins.

@@ -118,6 +118,22 @@ async def claimed_message_ids(*, session: AsyncSession, message_ids: list[str]) 
     return set(rows.all())
 
 
+async def unanswered_messages(*, session: AsyncSession, since: datetime, limit: int = 200) -> list[
+        tuple[str, str, str]]:
+    """(tenant id, conversation id, message id) of customer messages since ``since`` in live bot-owned
+    conversations that no node has claimed, oldest first.
+
+    Claimed messages are left out in SQL, before the limit: however many the bot already answered in the
+    window, a message whose ``message.created`` event was missed is still found."""
+    messages = conversation_service.bot_customer_messages_query(since=since).subquery()
+    rows = await session.execute(
+        select(messages.c.tenant_id, messages.c.conversation_id, messages.c.message_id)
+        .outerjoin(BotTurn, BotTurn.message_id == messages.c.message_id)
+        .where(BotTurn.message_id.is_(None))
+        .order_by(messages.c.message_id).limit(limit))
+    return [(t, c, m) for t, c, m in rows.all()]
+
+
 async def stale_claims(*, session: AsyncSession, before: datetime, limit: int = 100) -> list[BotTurn]:
     """Turns claimed by a node that never finished them (it died): another node may take them over."""
     return list((await session.scalars(

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from kefu.bot import service as bot_service
 from kefu.bot.adapters import NluUnderstander
 from kefu.bot.runner import BotRunner
-from kefu.conversations import service as conversation_service
 from kefu.core.clock import utcnow
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
@@ -28,6 +27,7 @@ log = logging.getLogger("kefu.bot")
 SWEEP_SECONDS = 5.0
 SWEEP_HORIZON = timedelta(hours=6)  # older unanswered messages are for people, not a bot that just woke up
 STALE_CLAIM = timedelta(seconds=60)
+SWEEP_BATCH = 200  # unclaimed messages queued per sweep; the next sweep takes the rest
 CONCURRENCY = 8
 
 Item = tuple[str, str, str, bool]  # tenant id, conversation id, message id, take over a stale claim
@@ -56,28 +56,26 @@ class BotWorker:
         if wants(event) and event.conversation_id:
             self._offer((event.tenant_id, event.conversation_id, event.data["message"]["id"], False))
 
-    def _offer(self, item: Item) -> None:
-        if item[2] not in self._pending:
-            self._pending.add(item[2])
-            self.queue.put_nowait(item)
+    def _offer(self, item: Item) -> bool:
+        if item[2] in self._pending:
+            return False
+        self._pending.add(item[2])
+        self.queue.put_nowait(item)
+        return True
 
     async def sweep(self) -> int:
-        """Queue unanswered messages and dead nodes' claims; returns how many were queued."""
+        """Queue unclaimed messages and dead nodes' claims (not those already queued here); returns how many."""
         now = utcnow()
         async with self.runtime.sessionmaker() as session:
-            candidates = await conversation_service.unanswered_bot_candidates(session=session,
-                                                                             since=now - SWEEP_HORIZON)
-            claimed = await bot_service.claimed_message_ids(session=session, message_ids=[m for _, _, m in candidates])
+            unanswered = await bot_service.unanswered_messages(session=session, since=now - SWEEP_HORIZON,
+                                                               limit=SWEEP_BATCH)
             stale = await bot_service.stale_claims(session=session, before=now - STALE_CLAIM)
             await session.commit()
         queued = 0
-        for tenant_id, conversation_id, message_id in candidates:
-            if message_id not in claimed:
-                self._offer((tenant_id, conversation_id, message_id, False))
-                queued += 1
+        for tenant_id, conversation_id, message_id in unanswered:
+            queued += self._offer((tenant_id, conversation_id, message_id, False))
         for turn in stale:
-            self._offer((turn.tenant_id, turn.conversation_id, turn.message_id, True))
-            queued += 1
+            queued += self._offer((turn.tenant_id, turn.conversation_id, turn.message_id, True))
         return queued
 
     async def _handle(self, item: Item) -> None:

@@ -16,7 +16,9 @@ gap mining (handoffs and "did not help" are clustered into proposed entries, see
 
 The search index (``kefu.knowledge.index.SearchIndex``) is built per tenant from published entries and
 cached in this process; each use checks a cheap fingerprint of the tenant's published entries (one indexed
-query), so an entry published on another node is searchable here on the next question.
+query), so an entry published or edited on another node is searched as it now is on the next question.
+Validity windows are checked at query time against the clock, so an entry whose ``valid_until`` passes stops
+being served with no write at all.
 """
 
 from __future__ import annotations
@@ -133,8 +135,16 @@ async def render(*, session: AsyncSession, entry: KbEntry) -> RenderedEntry:
 
 
 async def _fingerprint(session: AsyncSession, tenant_id: str) -> tuple[object, ...]:
+    """What changes whenever anything the index holds changes, in one indexed query.
+
+    The index holds the published content and the entry's own columns (validity, channels, category, tags,
+    language, products), which an edit changes without publishing. Every entry write moves ``updated_at``,
+    and ``do_update_entry`` also bumps ``version``; the sum of versions catches an edit even when the writing
+    node's clock is behind the newest ``updated_at``. Counters (views, answers) move neither, so answering
+    questions never rebuilds the index."""
     row = (await session.execute(select(func.count(KbEntry.id), func.max(KbEntry.published_at),
-                                        func.sum(KbEntry.published_version))
+                                        func.sum(KbEntry.published_version), func.max(KbEntry.updated_at),
+                                        func.sum(KbEntry.version))
                                  .where(KbEntry.tenant_id == tenant_id, KbEntry.status == "published"))).one()
     return tuple(row)
 

@@ -41,6 +41,8 @@ from kefu.knowledge.schemas import (
 
 router = APIRouter(tags=["knowledge"])
 Reader = Scoped("knowledge:read")
+# Recording answers and what customers made of them moves the entries' analytics: not for read-only keys.
+Recorder = Scoped("knowledge:feedback")
 Writer = Scoped("knowledge:write")
 EntryId = Annotated[str, Path(max_length=40)]
 AnswerId = Annotated[str, Path(max_length=40)]
@@ -163,7 +165,7 @@ async def search(actor: Reader, uow: UoWDep, q: Annotated[str, Query(min_length=
 @router.post("/api/v1/kb-answers", status_code=201, response_model=KnowledgeAnswer,
              summary="Answer a question from the KB: answer, offer choices, or hand off (recorded)",
              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS))
-async def create_answer(body: AnswerRequest, actor: Reader, uow: UoWDep) -> KnowledgeAnswer:
+async def create_answer(body: AnswerRequest, actor: Recorder, uow: UoWDep) -> KnowledgeAnswer:
     result = await knowledge_actions.do_answer(uow, tenant_id=actor.tenant_id, question=body.question,
                                                language=body.language, channel=body.channel,
                                                conversation_id=body.conversation_id)
@@ -174,7 +176,7 @@ async def create_answer(body: AnswerRequest, actor: Reader, uow: UoWDep) -> Know
 @router.post("/api/v1/kb-answers/{kb_answer_id}/feedback", status_code=204,
              summary='Record the customer\'s verdict ("that did not help" is helpful=false)',
              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "kb_answer_not_found"))
-async def answer_feedback(kb_answer_id: AnswerId, body: AnswerFeedback, actor: Reader, uow: UoWDep) -> Response:
+async def answer_feedback(kb_answer_id: AnswerId, body: AnswerFeedback, actor: Recorder, uow: UoWDep) -> Response:
     answer = await knowledge_service.access_answer(session=uow.session, tenant_id=actor.tenant_id,
                                                    answer_id=kb_answer_id)
     await knowledge_actions.do_record_feedback(uow, answer=answer, helpful=body.helpful)
@@ -185,7 +187,7 @@ async def answer_feedback(kb_answer_id: AnswerId, body: AnswerFeedback, actor: R
 @router.post("/api/v1/kb-answers/{kb_answer_id}/choice", response_model=AnswerChoice,
              summary="The customer picked one of the offered choices: its answer, counted as the answer given",
              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "kb_answer_not_found", "kb_choice_not_offered"))
-async def answer_choice(kb_answer_id: AnswerId, body: AnswerChoiceRequest, actor: Reader,
+async def answer_choice(kb_answer_id: AnswerId, body: AnswerChoiceRequest, actor: Recorder,
                         uow: UoWDep) -> AnswerChoice:
     answer = await knowledge_service.access_answer(session=uow.session, tenant_id=actor.tenant_id,
                                                    answer_id=kb_answer_id)
@@ -197,7 +199,7 @@ async def answer_choice(kb_answer_id: AnswerId, body: AnswerChoiceRequest, actor
 @router.post("/api/v1/kb-answers/{kb_answer_id}/handoff", status_code=204,
              summary="Record that the conversation went to a human after this answer",
              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "kb_answer_not_found"))
-async def answer_handoff(kb_answer_id: AnswerId, body: AnswerHandoff, actor: Reader, uow: UoWDep) -> Response:
+async def answer_handoff(kb_answer_id: AnswerId, body: AnswerHandoff, actor: Recorder, uow: UoWDep) -> Response:
     answer = await knowledge_service.access_answer(session=uow.session, tenant_id=actor.tenant_id,
                                                    answer_id=kb_answer_id)
     await knowledge_actions.do_record_handoff(uow, answer=answer)
