@@ -11,10 +11,10 @@ expiry (or two accepts) has exactly one winner."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.contacts import service as contact_service
@@ -24,6 +24,7 @@ from kefu.core.ids import new_id
 from kefu.events import types as ev
 from kefu.events.uow import UnitOfWork
 from kefu.routing import policies, service
+from kefu.routing.cache import AgentCache, cache_for, epoch
 from kefu.routing.expressions import Expression, ExpressionError, parse
 from kefu.routing.models import AgentProfile, Offer, PresenceChange, Queue, Task, Workflow
 from kefu.routing.schemas import AgentProfileUpdate, QueueCreate, QueueUpdate, WorkflowCreate, WorkflowUpdate
@@ -31,25 +32,30 @@ from kefu.routing.schemas import AgentProfileUpdate, QueueCreate, QueueUpdate, W
 PASS_LIMIT = 500  # waiting tasks considered per tenant per pass
 MISSED_OFFER_REASON = "missed_offer"
 
-# One Matcher per tenant and process: agents' eligibility per expression is cached across passes.
-_MATCHERS: dict[str, policies.Matcher] = {}
+# The statistics push keeps an eligibility cache per tenant of its own (the routing pass uses the agent cache's).
+_STATS_MATCHERS: dict[str, policies.Matcher] = {}
 
 
-def matcher_for(tenant_id: str) -> policies.Matcher:
-    found = _MATCHERS.get(tenant_id)
+def _stats_matcher(tenant_id: str) -> policies.Matcher:
+    found = _STATS_MATCHERS.get(tenant_id)
     if found is None:
-        if len(_MATCHERS) > 10_000:
-            _MATCHERS.clear()
-        found = _MATCHERS[tenant_id] = policies.Matcher()
+        if len(_STATS_MATCHERS) > 10_000:
+            _STATS_MATCHERS.clear()
+        found = _STATS_MATCHERS[tenant_id] = policies.Matcher()
     return found
 
 
-def _epoch(dt: datetime | None) -> float:
-    return dt.timestamp() if dt is not None else 0.0
+def _at(epoch_seconds: float) -> datetime | None:
+    return datetime.fromtimestamp(epoch_seconds, UTC) if epoch_seconds else None
 
 
 def _is_postgres(session: AsyncSession) -> bool:
     return session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+
+
+def _touch(uow: UnitOfWork, tenant_id: str, *agent_ids: str | None) -> None:
+    """This write changes these agents' presence, profile or load: the node's cache re-reads them next pass."""
+    cache_for(uow.session, tenant_id).mark(*agent_ids)
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -127,9 +133,10 @@ async def do_upsert_agent(uow: UnitOfWork, *, tenant_id: str, agent_id: str, dat
             setattr(profile, field, value)
     if data.capacities is not None:
         profile.capacities = data.capacities.model_dump()
-    profile.version += 1  # also invalidates cached eligibility (the matcher's signature)
+    profile.version += 1  # the agent cache re-reads the attributes of a changed version
     profile.updated_at = now
     await session.flush()
+    _touch(uow, tenant_id, profile.user_id)
     _emit_agent(uow, profile)
     return profile, created
 
@@ -155,6 +162,7 @@ async def do_set_presence(uow: UnitOfWork, *, profile: AgentProfile, presence: s
     uow.session.add(PresenceChange(tenant_id=profile.tenant_id, agent_id=profile.user_id, presence=presence,
                                    reason=reason, at=now, note=note))
     await uow.session.flush()
+    _touch(uow, profile.tenant_id, profile.user_id)
     _emit_agent(uow, profile)
     return profile
 
@@ -235,14 +243,18 @@ async def do_update_workflow(uow: UnitOfWork, *, workflow: Workflow, data: Workf
 
 # --- tasks -------------------------------------------------------------------------------------------------
 
-def _emit_task(uow: UnitOfWork, task: Task | dict[str, Any], type_: str = ev.ROUTING_TASK_UPDATED) -> None:
+def _emit_task(uow: UnitOfWork, task: Task | dict[str, Any], type_: str = ev.ROUTING_TASK_UPDATED, *,
+               previous_agent_id: str | None = None) -> None:
     get = task.get if isinstance(task, dict) else lambda k: getattr(task, k)  # type: ignore[union-attr]
     # The conversation id travels in the data only: the envelope's conversation_id marks the conversation's
     # own timeline events, which routing's bookkeeping is not part of.
-    uow.emit(type_, tenant_id=get("tenant_id"),
-             data={"task": {"id": get("id"), "conversation_id": get("conversation_id"), "status": get("status"),
-                            "queue_id": get("queue_id"), "agent_id": get("agent_id"), "priority": get("priority"),
-                            "channel": get("channel")}})
+    data: dict[str, Any] = {"task": {
+        "id": get("id"), "conversation_id": get("conversation_id"), "status": get("status"),
+        "queue_id": get("queue_id"), "agent_id": get("agent_id"), "priority": get("priority"),
+        "channel": get("channel")}}
+    if previous_agent_id is not None and previous_agent_id != get("agent_id"):
+        data["task"]["previous_agent_id"] = previous_agent_id  # whose capacity this change freed (agent caches)
+    uow.emit(type_, tenant_id=get("tenant_id"), data=data)
 
 
 def new_task(*, tenant_id: str, channel: str, priority: int = 0, attributes: dict[str, Any] | None = None,
@@ -308,6 +320,7 @@ async def _cancel_pending_offers(uow: UnitOfWork, task: Task, now: datetime) -> 
         offer.status = "canceled"
         offer.responded_at = now
         _emit_offer(uow, offer, task.conversation_id)
+    _touch(uow, task.tenant_id, *(o.agent_id for o in offers))
 
 
 def _end(task: Task, *, status: str, reason: str, now: datetime) -> None:
@@ -323,6 +336,7 @@ async def do_release_task(uow: UnitOfWork, *, task: Task, reason: str, now: date
     """End a task: unanswered → canceled (``abandoned`` if the customer's conversation ended), answered →
     wrap-up for the queue's ``wrapup_seconds`` (the capacity stays taken), then completed."""
     now = now or utcnow()
+    _touch(uow, task.tenant_id, task.agent_id)
     if task.status in ("waiting", "offered"):
         await _cancel_pending_offers(uow, task, now)
         _end(task, status="canceled", reason="abandoned" if reason in ("resolved", "closed") else reason, now=now)
@@ -343,6 +357,8 @@ async def do_release_task(uow: UnitOfWork, *, task: Task, reason: str, now: date
 
 async def _assign_directly(uow: UnitOfWork, task: Task, agent_id: str) -> None:
     now = utcnow()
+    previous = task.agent_id
+    _touch(uow, task.tenant_id, previous, agent_id)
     await _cancel_pending_offers(uow, task, now)
     task.status = "assigned"
     task.agent_id = agent_id
@@ -353,7 +369,7 @@ async def _assign_directly(uow: UnitOfWork, task: Task, agent_id: str) -> None:
     task.version += 1
     task.updated_at = now
     await uow.session.flush()
-    _emit_task(uow, task)
+    _emit_task(uow, task, previous_agent_id=previous)
 
 
 async def do_sync_conversation(uow: UnitOfWork, *, conversation: Any) -> Task | None:
@@ -378,6 +394,7 @@ async def do_sync_conversation(uow: UnitOfWork, *, conversation: Any) -> Task | 
                             agent_id=conversation.assignee_id, enriched=True)
             session.add(task)
             await session.flush()
+            _touch(uow, task.tenant_id, task.agent_id)
             _emit_task(uow, task, ev.ROUTING_TASK_CREATED)
         elif task.status != "assigned" or task.agent_id != conversation.assignee_id:
             await _assign_directly(uow, task, conversation.assignee_id)
@@ -441,6 +458,8 @@ async def do_transfer_task(uow: UnitOfWork, *, task: Task, queue_id: str | None,
     if agent_id is not None:
         await service.access_agent(session=session, tenant_id=task.tenant_id, agent_id=agent_id)
     now = utcnow()
+    previous = task.agent_id
+    _touch(uow, task.tenant_id, previous)
     await _cancel_pending_offers(uow, task, now)
     task.status = "waiting"
     task.agent_id = None
@@ -453,7 +472,7 @@ async def do_transfer_task(uow: UnitOfWork, *, task: Task, queue_id: str | None,
     task.version += 1
     task.updated_at = now
     await session.flush()
-    _emit_task(uow, task)
+    _emit_task(uow, task, previous_agent_id=previous)
     if task.conversation_id is not None:
         from kefu.conversations import actions as conversation_actions
         from kefu.conversations import service as conversation_service
@@ -473,7 +492,7 @@ def _offer_data(offer: Offer | dict[str, Any], conversation_id: str | None) -> d
     return {"offer": {"id": get("id"), "task_id": get("task_id"), "agent_id": get("agent_id"),
                       "queue_id": get("queue_id"), "status": get("status"),
                       "created_at": isoformat(get("created_at")), "expires_at": isoformat(get("expires_at"))},
-            # The agent WebSocket receives every event of the tenant: clients show an offer only to this user.
+            # The hub sends an offer only to this user's sockets and to supervisors (kefu/realtime/audience.py).
             "agent_id": get("agent_id"), "conversation_id": conversation_id}
 
 
@@ -546,6 +565,7 @@ async def do_reject_offer(uow: UnitOfWork, *, offer: Offer, agent_id: str | None
             raise Conflict("offer_not_pending", details={"status": "changed"}, state="changed")
         return None
     offer.status, offer.responded_at = status, now
+    _touch(uow, offer.tenant_id, offer.agent_id)
     task = await session.get(Task, offer.task_id, populate_existing=True)
     assert task is not None
     if task.status == "offered" and task.agent_id == offer.agent_id:
@@ -593,9 +613,14 @@ async def _expire_offers(uow: UnitOfWork, tenant_id: str, now: datetime) -> int:
 
 
 async def _finish_wrapups(uow: UnitOfWork, tenant_id: str, now: datetime) -> None:
-    await uow.session.execute(update(Task).where(Task.tenant_id == tenant_id, Task.status == "wrapping",
-                                                 Task.wrapup_until <= now)
-                              .values(status="completed", updated_at=now))
+    finished = (await uow.session.execute(
+        update(Task).where(Task.tenant_id == tenant_id, Task.status == "wrapping", Task.wrapup_until <= now)
+        .values(status="completed", updated_at=now)
+        .returning(Task.id, Task.tenant_id, Task.conversation_id, Task.status, Task.queue_id, Task.agent_id,
+                   Task.priority, Task.channel))).all()
+    for row in finished:  # the agent's capacity is free again: other nodes' caches learn it from this event
+        _emit_task(uow, dict(row._mapping))
+    _touch(uow, tenant_id, *{row.agent_id for row in finished})
 
 
 async def _enrich(session: AsyncSession, tenant_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -632,162 +657,249 @@ async def _enrich(session: AsyncSession, tenant_id: str, rows: list[dict[str, An
     return updates
 
 
-_TASK_COLUMNS = (Task.id, Task.tenant_id, Task.conversation_id, Task.contact_id, Task.channel, Task.priority,
-                 Task.attributes, Task.enriched, Task.workflow_id, Task.queue_id, Task.step, Task.pinned_queue_id,
-                 Task.pinned_agent_id, Task.preferred_agent_id, Task.declined, Task.created_at, Task.offer_count)
-_AGENT_COLUMNS = (AgentProfile.user_id, AgentProfile.presence, AgentProfile.skills, AgentProfile.languages,
-                  AgentProfile.groups, AgentProfile.vip, AgentProfile.attributes, AgentProfile.capacities,
-                  AgentProfile.last_offered_at, AgentProfile.version)
+# The pass runs Core statements on the tables (the ORM's bulk machinery costs more than the SQL for one task).
+_T, _A, _O = Task.__table__, AgentProfile.__table__, Offer.__table__
+_TASK_COLUMNS = tuple(_T.c[name] for name in (
+    "id", "tenant_id", "conversation_id", "contact_id", "channel", "priority", "attributes", "enriched",
+    "workflow_id", "queue_id", "step", "pinned_queue_id", "pinned_agent_id", "preferred_agent_id", "declined",
+    "created_at", "offer_count"))
+_OFFER_TASK = (update(_T).where(_T.c.id == bindparam("b_id"))
+               .values(status="offered", agent_id=bindparam("b_agent"), queue_id=bindparam("b_queue"),
+                       step=bindparam("b_step"), offer_count=_T.c.offer_count + 1, updated_at=bindparam("b_now")))
+_MOVE_TASK = update(_T).where(_T.c.id == bindparam("b_id")).values(queue_id=bindparam("b_queue"),
+                                                                   step=bindparam("b_step"))
+_AGENT_IDS = bindparam("agent_ids", expanding=True)
+_AGENTS_NOW = (select(_A.c.user_id, _A.c.presence, _A.c.version, _T.c.channel, func.count(_T.c.id))
+               .select_from(_A.outerjoin(_T, and_(_T.c.tenant_id == _A.c.tenant_id, _T.c.agent_id == _A.c.user_id,
+                                                  _T.c.status.in_(service.LOADED))))
+               .where(_A.c.user_id.in_(_AGENT_IDS))
+               .group_by(_A.c.user_id, _A.c.presence, _A.c.version, _T.c.channel))
+_LOADED_SQL = ", ".join(f"'{status}'" for status in service.LOADED)
+_PG_LOCK_AND_READ = text(
+    "SELECT a.user_id, a.presence, a.version, "
+    "a.xmin = (SELECT b.xmin FROM routing_agents b WHERE b.user_id = a.user_id) AS unchanged, "
+    + ", ".join(f"(SELECT count(*) FROM routing_tasks t WHERE t.tenant_id = a.tenant_id AND t.agent_id = a.user_id"
+                f" AND t.status IN ({_LOADED_SQL}) AND t.channel = '{channel}')"
+                for channel in policies.CHANNELS)
+    + " FROM routing_agents a WHERE a.user_id = ANY(CAST(:agent_ids AS varchar[])) ORDER BY a.user_id FOR UPDATE OF a")
+# SQLite (writers serialised): mark the chosen agents offered and read their state in one statement; the
+# few whose decisions are then dropped get their last offer back (_RESTORE_OFFERED).
+_SQLITE_OFFER_AND_READ = text(
+    "UPDATE routing_agents SET last_offered_at = :now WHERE user_id IN :agent_ids "
+    "RETURNING user_id, presence, version, "
+    + ", ".join(f"(SELECT count(*) FROM routing_tasks t WHERE t.tenant_id = routing_agents.tenant_id"
+                f" AND t.agent_id = routing_agents.user_id AND t.status IN ({_LOADED_SQL}) AND t.channel = '{channel}')"
+                for channel in policies.CHANNELS)).bindparams(bindparam("agent_ids", expanding=True),
+                                                              bindparam("now", type_=_A.c.last_offered_at.type))
+_RESTORE_OFFERED = (update(_A).where(_A.c.user_id == bindparam("b_id"))
+                    .values(last_offered_at=bindparam("b_last", type_=_A.c.last_offered_at.type)))
+_INSERT_OFFERS = insert(_O)
+# PostgreSQL: the three writes of a pass (tasks offered, offers, agents' last offer) as one statement.
+_PG_OFFER = text("""
+WITH d AS (
+  SELECT * FROM unnest(CAST(:task_ids AS varchar[]), CAST(:agent_ids AS varchar[]), CAST(:queue_ids AS varchar[]),
+                       CAST(:steps AS integer[]), CAST(:offer_ids AS varchar[]), CAST(:expires AS timestamptz[]))
+         AS d(task_id, agent_id, queue_id, step, offer_id, expires_at)),
+t AS (UPDATE routing_tasks SET status = 'offered', agent_id = d.agent_id, queue_id = d.queue_id, step = d.step,
+             offer_count = routing_tasks.offer_count + 1, updated_at = CAST(:now AS timestamptz)
+      FROM d WHERE routing_tasks.id = d.task_id),
+a AS (UPDATE routing_agents SET last_offered_at = CAST(:now AS timestamptz)
+      WHERE user_id IN (SELECT agent_id FROM d))
+INSERT INTO routing_offers (id, tenant_id, task_id, agent_id, queue_id, status, created_at, expires_at, responded_at)
+SELECT offer_id, CAST(:tenant AS varchar), task_id, agent_id, queue_id, 'pending', CAST(:now AS timestamptz),
+       expires_at, NULL FROM d""")
+_WAITING: dict[tuple[int, bool], Any] = {}
 
 
-# Per-process caches of what changes rarely: agents' attributes (by profile version) and the routing
-# configuration (by a stamp of the queue and workflow tables). Each pass reads only the small dynamic part.
-_AGENT_STATIC: dict[str, dict[str, tuple[int, dict[str, Any], dict[str, int]]]] = {}
-_CONFIG: dict[str, tuple[Any, Any]] = {}
+def _waiting_query(postgres: bool) -> Any:
+    """The best waiting tasks of a tenant (``:tenant``), with the configuration stamp; built once per limit."""
+    found = _WAITING.get((PASS_LIMIT, postgres))
+    if found is None:
+        tenant = bindparam("tenant")
+        found = (select(*_TASK_COLUMNS, *_config_stamp(tenant))
+                 .where(_T.c.tenant_id == tenant, _T.c.status == "waiting")
+                 .order_by(_T.c.priority.desc(), _T.c.created_at, _T.c.id).limit(PASS_LIMIT))
+        if postgres:
+            found = found.with_for_update(skip_locked=True, of=_T)
+        _WAITING[(PASS_LIMIT, postgres)] = found
+    return found
 
 
-async def _agent_snapshot(session: AsyncSession, tenant_id: str) -> dict[str, tuple[str, int, float, dict[str, Any],
-                                                                                   dict[str, int]]]:
-    """Non-offline agents: user id -> (presence, version, last offer epoch, expression subject, capacities)."""
-    dynamic = (await session.execute(
-        select(AgentProfile.user_id, AgentProfile.presence, AgentProfile.version, AgentProfile.last_offered_at)
-        .where(AgentProfile.tenant_id == tenant_id, AgentProfile.presence != "offline"))).all()
-    static = _AGENT_STATIC.setdefault(tenant_id, {})
-    stale = [user_id for user_id, _p, version, _l in dynamic if static.get(user_id, (None,))[0] != version]
-    for start in range(0, len(stale), 500):
-        for row in (await session.execute(select(*_AGENT_COLUMNS).where(
-                AgentProfile.user_id.in_(stale[start:start + 500])))).all():
-            static[row.user_id] = (row.version, service.agent_subject(row), service.capacities_of(row.capacities))
-    out = {}
-    for user_id, presence, version, last_offered in dynamic:
-        cached = static.get(user_id)
-        if cached is None or cached[0] != version:  # changed between the two reads: skip it this pass
-            continue
-        out[user_id] = (presence, version, _epoch(last_offered), cached[1], cached[2])
-    return out
+def _config_stamp(tenant_id: Any) -> Any:
+    """Changes whenever a queue or workflow of the tenant is created or saved (read with the waiting tasks)."""
+    return (select(func.count(Queue.id)).where(Queue.tenant_id == tenant_id).scalar_subquery(),
+            select(func.sum(Queue.version)).where(Queue.tenant_id == tenant_id).scalar_subquery(),
+            select(func.count(Workflow.id)).where(Workflow.tenant_id == tenant_id).scalar_subquery(),
+            select(func.sum(Workflow.version)).where(Workflow.tenant_id == tenant_id).scalar_subquery())
 
 
-async def _config_snapshot(session: AsyncSession, tenant_id: str) -> tuple[
+async def _config_snapshot(session: AsyncSession, cache: AgentCache, stamp: tuple[Any, ...]) -> tuple[
         dict[str, policies.QueueView], dict[str, policies.WorkflowView], str | None]:
-    stamp = tuple((await session.execute(select(
-        select(func.count(Queue.id)).where(Queue.tenant_id == tenant_id).scalar_subquery(),
-        select(func.sum(Queue.version)).where(Queue.tenant_id == tenant_id).scalar_subquery(),
-        select(func.count(Workflow.id)).where(Workflow.tenant_id == tenant_id).scalar_subquery(),
-        select(func.sum(Workflow.version)).where(Workflow.tenant_id == tenant_id).scalar_subquery(),
-    ))).one())
-    cached = _CONFIG.get(tenant_id)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    _queues, queue_views, workflows, default = await service.routing_config(session=session, tenant_id=tenant_id)
-    if len(_CONFIG) > 10_000:
-        _CONFIG.clear()
-    _CONFIG[tenant_id] = (stamp, (queue_views, workflows, default))
+    if cache.config is not None and cache.config[0] == stamp:
+        return cache.config[1]  # type: ignore[no-any-return]
+    _queues, queue_views, workflows, default = await service.routing_config(session=session, tenant_id=cache.tenant_id)
+    cache.config = (stamp, (queue_views, workflows, default))
     return queue_views, workflows, default
 
 
-async def _confirm_capacity(session: AsyncSession, tenant_id: str,
-                            decisions: list[policies.Decision]) -> list[policies.Decision]:
-    """Lock the chosen agents (in id order, so concurrent passes cannot deadlock), re-read their presence and
-    load now that no other pass can change them, and keep only the decisions that still fit.
+async def _confirm(session: AsyncSession, cache: AgentCache, decisions: list[policies.Decision],
+                   channels: dict[str, str], now_at: datetime) -> tuple[list[policies.Decision], bool]:
+    """Lock the chosen agents (in id order, so concurrent passes cannot deadlock), re-read their presence,
+    profile version and load now that no other pass can change them, and keep only the decisions that still
+    fit. The cache takes what was read (plus the offers kept); returns (kept decisions, whether any dropped).
 
-    Another node may have given one of these agents work since our snapshot; that pass committed before we
-    got the lock, so READ COMMITTED shows it here. Dropped tasks stay waiting for the next pass.
+    Another node may have given one of these agents work since the cache last heard of it. On PostgreSQL
+    the lock and the read are one statement: its loads come from the statement's snapshot, which misses a pass
+    that committed after the snapshot was taken (or that we waited for). Every pass updates the agent rows it
+    offers to, so such a pass shows as a newer row version under the lock than in the snapshot (``xmin``
+    differs); only for those agents are the loads read again, in a statement after the lock, where READ
+    COMMITTED shows that pass. SQLite's BEGIN IMMEDIATE serialises writers; there the read is the UPDATE that
+    records the chosen agents' last offer (undone for an agent whose decisions are all dropped).
     """
+    now = now_at.timestamp()
     chosen = sorted({d.agent_id for d in decisions})
-    rows = (await session.execute(
-        select(AgentProfile.user_id, AgentProfile.presence, AgentProfile.capacities)
-        .where(AgentProfile.user_id.in_(chosen)).order_by(AgentProfile.user_id).with_for_update())).all()
-    fresh = {user_id: (presence, service.capacities_of(capacities)) for user_id, presence, capacities in rows}
-    loads = await service.agent_loads(session=session, tenant_id=tenant_id, agent_ids=chosen)
-    task_channels = dict((await session.execute(
-        select(Task.id, Task.channel).where(Task.id.in_([d.task_id for d in decisions])))).all())
-    kept = []
+    conn = await session.connection()
+    fresh: dict[str, tuple[str, int]] = {}
+    loads: dict[str, dict[str, int]] = {}
+    again: list[str] = []
+    postgres = _is_postgres(session)
+    statement = _PG_LOCK_AND_READ if postgres else _SQLITE_OFFER_AND_READ
+    params: dict[str, Any] = {"agent_ids": chosen} if postgres else {"agent_ids": chosen, "now": now_at}
+    for user_id, presence, version, *rest in (await conn.execute(statement, params)).all():
+        if postgres:
+            unchanged, counts = rest[0], rest[1:]
+            if not unchanged:
+                again.append(user_id)
+        else:
+            counts = rest
+        fresh[user_id] = (presence, version)
+        loads[user_id] = {c: n for c, n in zip(policies.CHANNELS, counts, strict=True) if n}
+    if again:
+        for user_id in again:
+            loads.pop(user_id, None)
+        for user_id, presence, version, channel, count in (await conn.execute(
+                _AGENTS_NOW, {"agent_ids": again})).all():
+            fresh[user_id] = (presence, version)
+            if channel is not None:
+                loads.setdefault(user_id, {})[channel] = count
+    kept: list[policies.Decision] = []
+    counted: dict[str, dict[str, int]] = {a: dict(loads.get(a, {})) for a in chosen}
+    stale: list[str] = []
     for decision in decisions:
-        presence, capacities = fresh.get(decision.agent_id, ("offline", {}))
-        channel = task_channels.get(decision.task_id, "chat")
-        load = loads.setdefault(decision.agent_id, {})
-        if presence == "available" and load.get(channel, 0) < capacities.get(channel, 0):
+        presence, version = fresh.get(decision.agent_id, ("offline", None))
+        agent = cache.agents.get(decision.agent_id)
+        if agent is None or version != cache.versions.get(decision.agent_id):
+            stale.append(decision.agent_id)  # profile changed: re-read it before deciding for it again
+            continue
+        channel = channels[decision.task_id]
+        load = counted[decision.agent_id]
+        if presence == "available" and load.get(channel, 0) < agent.capacities.get(channel, 0):
             load[channel] = load.get(channel, 0) + 1
             kept.append(decision)
-    return kept
+    made: dict[str, int] = {}
+    for decision in kept:
+        made[decision.agent_id] = made.get(decision.agent_id, 0) + 1
+    if not postgres:
+        restore = [{"b_id": a, "b_last": _at(cache.idle_since(a, 0.0))} for a in chosen if a in fresh and not made.get(a)]
+        if restore:
+            await conn.execute(_RESTORE_OFFERED, restore)
+    for agent_id in chosen:
+        if agent_id in stale or agent_id not in fresh:
+            continue
+        agent = cache.agents[agent_id]
+        agent.presence = fresh[agent_id][0]
+        agent.load = counted[agent_id]
+        if made.get(agent_id):
+            agent.last_offered_at = now
+        else:  # nothing kept: forget the offer the decision pretended (the stored last offer stays)
+            agent.last_offered_at = cache.idle_since(agent_id, agent.last_offered_at)
+        cache.rekey(agent_id)
+    if stale or len(fresh) < len(chosen):
+        await cache.reload(session, [a for a in chosen if a in stale or a not in fresh])
+    return kept, len(kept) < len(decisions)
 
 
 async def route_tenant(uow: UnitOfWork, *, tenant_id: str, now: datetime | None = None,
                        default_locale: str = "en", housekeeping: bool = True) -> int:
     """One routing pass for a tenant inside the caller's transaction; returns the number of offers made.
 
-    Expires lapsed offers and finishes wrap-ups (``housekeeping``), then offers the waiting tasks it could
-    lock as ``policies.route`` decides, confirming each chosen agent's capacity under a row lock. The caller
-    commits.
+    Expires lapsed offers and finishes wrap-ups (``housekeeping``), then places every waiting task it could
+    lock in its active workflow target (whether or not an agent is free: a queue counts its waiting tasks
+    even while everybody is away) and offers those ``policies.route`` decides, on the node's agent cache,
+    confirming each chosen agent's presence and capacity under a row lock. The caller commits.
     """
     session = uow.session
     now = now or utcnow()
-    postgres = _is_postgres(session)
+    cache = cache_for(session, tenant_id)
     if housekeeping:  # the loop's timer passes; passes woken by an event only route
         await _expire_offers(uow, tenant_id, now)
         await _finish_wrapups(uow, tenant_id, now)
-    query = (select(*_TASK_COLUMNS).where(Task.tenant_id == tenant_id, Task.status == "waiting")
-             .order_by(Task.priority.desc(), Task.created_at, Task.id).limit(PASS_LIMIT))
-    if postgres:
-        query = query.with_for_update(skip_locked=True, of=Task)
-    rows = [dict(r._mapping) for r in (await session.execute(query)).all()]
-    if not rows:
+    conn = await session.connection()
+    fetched = (await conn.execute(_waiting_query(_is_postgres(session)), {"tenant": tenant_id})).all()
+    if not fetched:
         return 0
+    width = len(_TASK_COLUMNS)
+    stamp = tuple(fetched[0][width:])
+    rows = [dict(zip(_TASK_COLUMNS_KEYS, r[:width], strict=True)) for r in fetched]
     enriched = await _enrich(session, tenant_id, rows)
     if enriched:
         await session.execute(update(Task), enriched)
-    profiles = await _agent_snapshot(session, tenant_id)
-    available = {user_id for user_id, p in profiles.items() if p[0] == "available"}
-    if not available:
-        return 0
-    loads = await service.agent_loads(session=session, tenant_id=tenant_id)
-    matcher = matcher_for(tenant_id)
-    matcher.reset(frozenset((user_id, p[1]) for user_id, p in profiles.items()))
-    agents = {user_id: policies.AgentView(
-        user_id, subject, presence if user_id in available else "locked", capacities,
-        dict(loads.get(user_id, {})), last_offered)
-        for user_id, (presence, _version, last_offered, subject, capacities) in profiles.items()}
-    queue_views, workflows, default_workflow = await _config_snapshot(session, tenant_id)
+    queue_views, workflows, default_workflow = await _config_snapshot(session, cache, stamp)
+    await cache.refresh(session, full_due=housekeeping)
     tasks = [policies.TaskView(
-        r["id"], r["channel"], r["priority"], r["attributes"] or {}, _epoch(r["created_at"]), r["workflow_id"],
+        r["id"], r["channel"], r["priority"], r["attributes"] or {}, epoch(r["created_at"]), r["workflow_id"],
         r["pinned_queue_id"], r["pinned_agent_id"], r["preferred_agent_id"],
         {k: float(v) for k, v in (r["declined"] or {}).items()}, r["queue_id"], r["step"]) for r in rows]
-    result = policies.route(tasks=tasks, agents=agents, queues=queue_views, workflows=workflows,
-                            default_workflow_id=default_workflow, now=now.timestamp(), matcher=matcher)
     by_id = {r["id"]: r for r in rows}
-    decided = {d.task_id for d in result.decisions}
-    moved = [{"id": p.task_id, "queue_id": p.queue_id, "step": p.step} for p in result.placements.values()
+    channels = {r["id"]: r["channel"] for r in rows}
+    placements: dict[str, policies.Placement] = {}
+    decisions: list[policies.Decision] = []
+    todo = tasks
+    stamp_now = now.timestamp()
+    for _attempt in range(3):
+        result = policies.route(tasks=todo, agents=cache.agents, queues=queue_views, workflows=workflows,
+                                default_workflow_id=default_workflow, now=stamp_now, matcher=cache.matcher,
+                                idle_order=cache.idle_order())
+        placements.update(result.placements)
+        if not result.decisions:
+            break
+        kept, dropped = await _confirm(session, cache, result.decisions, channels, now)
+        decisions.extend(kept)
+        if not dropped:
+            break
+        done = {d.task_id for d in kept}
+        todo = [t for t in todo if t.id not in done]  # decide again with what the locks showed
+    decided = {d.task_id for d in decisions}
+    moved = [{"b_id": p.task_id, "b_queue": p.queue_id, "b_step": p.step} for p in placements.values()
              if p.task_id not in decided and (p.queue_id, p.step) != (by_id[p.task_id]["queue_id"],
                                                                       by_id[p.task_id]["step"])]
-    if moved:
-        await session.execute(update(Task), moved)
-    if not result.decisions:
+    if moved:  # where each task waits now (a queue counts its waiting tasks even while nobody is available)
+        await conn.execute(_MOVE_TASK, moved)
+    if not decisions:
         return 0
-    if postgres:
-        decisions = await _confirm_capacity(session, tenant_id, result.decisions)
-        if not decisions:
-            return 0
-        result.decisions = decisions
     offers: list[dict[str, Any]] = []
     task_updates: list[dict[str, Any]] = []
     auto: list[str] = []
-    for decision in result.decisions:
-        row = by_id[decision.task_id]
+    for decision in decisions:
         queue = queue_views.get(decision.queue_id or "")
         timeout = queue.offer_timeout_seconds if queue is not None else 30.0
         offer = {"id": new_id("off"), "tenant_id": tenant_id, "task_id": decision.task_id,
                  "agent_id": decision.agent_id, "queue_id": decision.queue_id, "status": "pending",
                  "created_at": now, "expires_at": now + timedelta(seconds=timeout), "responded_at": None}
         offers.append(offer)
-        task_updates.append({"id": decision.task_id, "status": "offered", "agent_id": decision.agent_id,
-                             "queue_id": decision.queue_id, "step": decision.step,
-                             "offer_count": row["offer_count"] + 1, "updated_at": now})
+        task_updates.append({"b_id": decision.task_id, "b_agent": decision.agent_id, "b_queue": decision.queue_id,
+                             "b_step": decision.step, "b_now": now})
         if queue is not None and queue.auto_accept:
             auto.append(offer["id"])
-    await session.execute(update(Task), task_updates)
-    await session.execute(insert(Offer), offers)
-    await session.execute(update(AgentProfile), [
-        {"user_id": agent_id, "last_offered_at": now} for agent_id in sorted({d.agent_id for d in result.decisions})])
+    if _is_postgres(session):  # one round trip instead of three
+        await conn.execute(_PG_OFFER, {
+            "task_ids": [o["task_id"] for o in offers], "agent_ids": [o["agent_id"] for o in offers],
+            "queue_ids": [o["queue_id"] for o in offers], "steps": [d.step for d in decisions],
+            "offer_ids": [o["id"] for o in offers], "expires": [o["expires_at"] for o in offers],
+            "now": now, "tenant": tenant_id})
+    else:  # the agents' last offer was written when they were confirmed
+        await conn.execute(_OFFER_TASK, task_updates)
+        await conn.execute(_INSERT_OFFERS, offers)
     for offer in offers:
         row = by_id[offer["task_id"]]
         _emit_offer(uow, offer, row["conversation_id"], ev.ROUTING_OFFER_CREATED)
@@ -797,6 +909,9 @@ async def route_tenant(uow: UnitOfWork, *, tenant_id: str, now: datetime | None 
         await do_accept_offer(uow, offer=offer_row, agent_id=offer_row.agent_id, now=now, force=True,
                               default_locale=default_locale)
     return len(offers)
+
+
+_TASK_COLUMNS_KEYS = tuple(c.key for c in _TASK_COLUMNS)
 
 
 async def route_once(runtime: Any, *, tenant_ids: list[str] | None = None, now: datetime | None = None,
@@ -812,6 +927,9 @@ async def route_once(runtime: Any, *, tenant_ids: list[str] | None = None, now: 
             made += await route_tenant(uow, tenant_id=tenant_id, now=now, housekeeping=housekeeping,
                                        default_locale=runtime.settings.default_locale)
             await uow.commit()
+        except BaseException:
+            cache_for(uow.session, tenant_id).invalidate()  # it may count offers that were rolled back
+            raise
         finally:
             await uow.session.close()
     return made
@@ -833,7 +951,7 @@ async def publish_stats(runtime: Any, *, previous: set[str]) -> set[str]:
         uow = runtime.unit_of_work()
         try:
             stats = await service.queue_stats(session=uow.session, tenant_id=tenant_id,
-                                              matcher=matcher_for(tenant_id))
+                                              matcher=_stats_matcher(tenant_id))
             figures = [q.model_dump(exclude={"longest_wait_seconds"}) for q in stats.queues]
             if not figures or _LAST_STATS.get(tenant_id) == figures:
                 continue

@@ -281,6 +281,46 @@ def compiled(text: str) -> Expression:
     return found
 
 
+_SPLITS: dict[str, tuple[Expression | None, Expression | None]] = {}
+
+
+def split_task_free(expression: Expression) -> tuple[Expression | None, Expression | None]:
+    """Split a conjunction into the operands that read only the agent and the ones that read the task.
+
+    ``a AND b`` holds exactly when both parts hold, so eligibility can be computed once per expression for
+    the task-free part and then, for each distinct task, only over the agents that passed it. Returns
+    (None, expression) when there is nothing to split.
+    """
+    found = _SPLITS.get(expression.source)
+    if found is not None:
+        return found
+    tree = expression.tree
+    free: list[Any] = []
+    bound: list[Any] = []
+    if isinstance(tree, BoolOp) and tree.op == "and" and expression.task_paths:
+        for operand in tree.operands:
+            paths: list[tuple[str, ...]] = []
+            _collect_task_paths(operand, paths)
+            (bound if paths else free).append(operand)
+    if not free or not bound:
+        found = (None, expression)
+    else:
+        found = (_part(expression.source + "\x00agent", free), _part(expression.source + "\x00task", bound))
+    if len(_SPLITS) > 10_000:
+        _SPLITS.clear()
+    _SPLITS[expression.source] = found
+    return found
+
+
+def _part(source: str, operands: list[Any]) -> Expression:
+    tree = operands[0] if len(operands) == 1 else BoolOp("and", tuple(operands))
+    paths: list[tuple[str, ...]] = []
+    _collect_task_paths(tree, paths)
+    bare: list[tuple[str, ...]] = []
+    _collect_subject_paths(tree, bare)
+    return Expression(source, tree, tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(bare)), _closure(tree))
+
+
 def _collect_subject_paths(node: Any, out: list[tuple[str, ...]]) -> None:
     if isinstance(node, Path):
         if node.parts[0] not in ("task", "agent", "worker"):

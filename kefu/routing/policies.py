@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kefu.routing.expressions import Expression, ExpressionError, compiled, lookup
+from kefu.routing.expressions import Expression, ExpressionError, compiled, lookup, split_task_free
 
 PRESENCES = ("available", "busy", "away", "offline")
 CHANNELS = ("voice", "chat", "email")
@@ -213,6 +213,8 @@ class Matcher:
     def __init__(self) -> None:
         self.signature: Any = None
         self._cache: dict[tuple[str, tuple[Any, ...]], frozenset[str]] = {}
+        self._task_of: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}  # a task each entry was made for
+        self._parsed: dict[str, Expression] = {}  # the (part of an) expression each entry evaluates
         self._filters: dict[tuple[Any, ...], int | None] = {}
         self._filter_paths: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
         self._workflow_keys: dict[int, tuple[WorkflowView, tuple[str, ...]]] = {}
@@ -221,6 +223,31 @@ class Matcher:
         if signature != self.signature:
             self.signature = signature
             self._cache.clear()
+            self._task_of.clear()
+
+    def update_agents(self, changed: Iterable[AgentView], removed: Iterable[str],
+                      agents: dict[str, AgentView]) -> None:
+        """Keep the cached eligibility exact after some agents' attributes changed, appeared or went away:
+        only those agents are re-evaluated against each cached entry (a full recomputation costs one
+        evaluation per agent for every entry)."""
+        changed, removed = list(changed), set(removed)
+        if len(changed) > max(50, len(agents) // 4):
+            self._cache.clear()
+            self._task_of.clear()
+            return
+        for key, found in list(self._cache.items()):
+            parsed = self._parsed.get(key[0])
+            if parsed is None:
+                self._cache.pop(key, None)
+                continue
+            task = self._task_of.get(key, {})
+            members = set(found) - removed
+            for agent in changed:
+                if parsed.evaluate(agent.attributes, task, agent.attributes):
+                    members.add(agent.id)
+                else:
+                    members.discard(agent.id)
+            self._cache[key] = frozenset(members)
 
     def filter_index(self, workflow: WorkflowView, subject: dict[str, Any]) -> int | None:
         """``_first_filter`` cached by the values of the task attributes the workflow's filters read."""
@@ -256,13 +283,29 @@ class Matcher:
             parsed: Expression = compiled(expression)
         except ExpressionError:
             return frozenset()
-        key = (expression, tuple(_hashable(lookup(task, p)) for p in parsed.task_paths))
+        return self._matching(parsed, task, agents)
+
+    def _matching(self, parsed: Expression, task: dict[str, Any], agents: dict[str, AgentView]) -> frozenset[str]:
+        key = (parsed.source, tuple(_hashable(lookup(task, p)) for p in parsed.task_paths))
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) > 50_000:
                 self._cache.clear()
-            found = frozenset(a.id for a in agents.values() if parsed.evaluate(a.attributes, task, a.attributes))
+                self._task_of.clear()
+            candidates: Iterable[AgentView] = agents.values()
+            free, bound = split_task_free(parsed)
+            if free is not None and bound is not None:
+                # Only agents passing the task-free operands (cached once per expression) are evaluated for
+                # this task's values: a new task value costs a fraction of one evaluation per agent.
+                candidates = [agents[a] for a in self._matching(free, {}, agents) if a in agents]
+                parsed_for_task = bound
+            else:
+                parsed_for_task = parsed
+            found = frozenset(a.id for a in candidates
+                              if parsed_for_task.evaluate(a.attributes, task, a.attributes))
             self._cache[key] = found
+            self._task_of[key] = task
+            self._parsed[parsed.source] = parsed
         return found
 
 
@@ -293,18 +336,22 @@ def route(
     default_workflow_id: str | None,
     now: float,
     matcher: Matcher | None = None,
+    idle_order: Iterable[str] | None = None,
 ) -> RouteResult:
     """Decide offers for waiting ``tasks``: highest priority first, then oldest; longest-idle eligible agent.
 
     ``agents`` loads are updated in place for each decision, so capacity is respected within one call.
-    Returns the decisions and, for every task, where it now waits (its active workflow target).
+    ``idle_order``, if given, is the caller's incrementally kept list of the agents available with room, in
+    the order below (saves sorting every agent on each call). Returns the decisions and, for every task, where
+    it now waits (its active workflow target).
     """
     matcher = matcher or Matcher()
     # Agents free for anything, longest idle first, then least occupied; an agent who gets a task moves
     # to the back (a dict keeps insertion order, so this is a cheap rotating queue).
-    order: dict[str, None] = dict.fromkeys(
-        a.id for a in sorted((a for a in agents.values() if a.presence == "available" and a.has_room()),
-                             key=lambda a: (a.last_offered_at, a.occupancy(), a.id)))
+    if idle_order is None:
+        idle_order = (a.id for a in sorted((a for a in agents.values() if a.presence == "available" and a.has_room()),
+                                           key=lambda a: (a.last_offered_at, a.occupancy(), a.id)))
+    order: dict[str, None] = dict.fromkeys(idle_order)
     exhausted: set[tuple[frozenset[str] | None, str]] = set()  # (allowed, channel) with no free agent left
     plans: list[tuple[int, float, str, TaskView, Placement, frozenset[str] | None, bool]] = []
     placements: dict[str, Placement] = {}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 from kefu.routing import actions
+from kefu.routing.cache import caches_of
 
 if TYPE_CHECKING:
     from kefu.runtime import Runtime
@@ -31,16 +32,41 @@ WAKE_TYPES = frozenset({ev.ROUTING_TASK_CREATED, ev.ROUTING_TASK_UPDATED, ev.ROU
                         ev.ROUTING_AGENT_UPDATED, ev.CONVERSATION_CREATED, ev.CONVERSATION_UPDATED})
 
 
+CACHE_TYPES = frozenset({ev.ROUTING_TASK_CREATED, ev.ROUTING_TASK_UPDATED, ev.ROUTING_OFFER_CREATED,
+                         ev.ROUTING_OFFER_UPDATED, ev.ROUTING_AGENT_UPDATED})
+
+
+def agents_of(event: DomainEvent) -> list[str]:
+    """Agents whose presence, profile or load a routing event may have changed."""
+    data = event.data or {}
+    found = [data.get("agent_id"), data.get("previous_agent_id")]
+    for part in ("task", "offer", "agent"):
+        inner = data.get(part)
+        if isinstance(inner, dict):
+            found.extend((inner.get("agent_id"), inner.get("previous_agent_id")))
+    return [a for a in found if isinstance(a, str)]
+
+
 async def run(runtime: Runtime) -> None:
     """Route until cancelled; errors of one pass are logged and the next pass retries."""
     wake = asyncio.Event()
     woken: set[str] = set()
     tick = float(runtime.extras.get("routing_tick_seconds", TICK_SECONDS))  # type: ignore[arg-type]
 
+    caches = caches_of(runtime.engine)
+
     def on_event(event: DomainEvent) -> None:
         if event.type in WAKE_TYPES:
             woken.add(event.tenant_id)
             wake.set()
+        cache = caches.get(event.tenant_id)
+        if cache is not None and event.type in CACHE_TYPES:
+            # Committed now: re-read the agents this event is about. Other nodes' writes reach the cache only
+            # this way (or by the periodic re-read); our own were marked when written, and again here in case
+            # a pass read them between the write and its commit. Our own new offers are in the cache already.
+            if event.type == ev.ROUTING_OFFER_CREATED and event.origin is None:
+                return
+            cache.mark(*agents_of(event))
 
     runtime.bus.subscribe(on_event)
     last_full = last_stats = 0.0

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from kefu.core.errors import DomainError
 from kefu.routing import service as routing_service
+from kefu.routing.cache import caches_of
 from kefu.routing.models import AgentProfile, Offer, Task
 from kefu.runtime import build_runtime
 from tests.conftest import make_settings
@@ -88,6 +89,19 @@ async def _check(engine: Engine, created: list[str], transfers: Counter[str]) ->
         capacities = routing_service.capacities_of(profile.capacities)
         for channel, count in loads.get(profile.user_id, {}).items():
             assert count <= capacities[channel], (profile.user_id, channel, count)
+    # The node's agent cache agrees with the database for every agent it has not been told to re-read, and its
+    # incrementally kept idle order is the order a full sort would give.
+    cache = caches_of(engine.runtime.engine).get(engine.tenant.id)
+    if cache is not None and cache.synced_at is not None:
+        for profile in profiles:
+            agent = cache.agents.get(profile.user_id)
+            if profile.user_id in cache.dirty or agent is None:
+                continue
+            assert agent.presence == profile.presence, (profile.user_id, agent.presence, profile.presence)
+            assert {c: n for c, n in agent.load.items() if n} == loads.get(profile.user_id, {}), profile.user_id
+        fresh = sorted((a for a in cache.agents.values() if a.presence == "available" and a.has_room()),
+                       key=lambda a: (a.last_offered_at, a.occupancy(), a.id))
+        assert cache.idle_order() == [a.id for a in fresh]
 
 
 async def _scenario(url: str, ops: list[tuple[str, Any]]) -> None:
