@@ -240,7 +240,8 @@ async def _handoff_books(runtime: Runtime, tenant_id: str) -> tuple[int, int, in
         routed = 0
         owned = 0
         for row in rows:
-            task = await routing_service.live_task_of(session=session, conversation_id=row.conversation_id)
+            task = await routing_service.live_task_of(session=session, tenant_id=tenant_id,
+                                                      conversation_id=row.conversation_id)
             routed += task is not None and task.id == row.task_id
             conversation = await conversation_service.access_conversation(
                 session=session, tenant_id=tenant_id, conversation_id=row.conversation_id)

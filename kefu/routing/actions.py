@@ -5,11 +5,16 @@ Exactly once, on every node. A task is offered only by the pass that holds its r
 agent's capacity is consumed only after the pass has locked the chosen agents' rows (in id order, so passes
 cannot deadlock) and re-read their presence and load under that lock; a decision that no longer fits is
 dropped and the task waits for the next pass. SQLite's ``BEGIN IMMEDIATE`` serialises writers anyway. Every
-other change of a task or offer is a conditional UPDATE on its current status, so an accept racing an
-expiry (or two accepts) has exactly one winner."""
+other write of a task (accept, reject, expiry, transfer, release, manual assignment, attribute update) first
+takes the task's row lock and decides on the row as it is then (``_lock_task``); offers change by conditional
+UPDATEs on their status, so an accept racing an expiry, a transfer or a release has exactly one winner. Lock
+order everywhere: the task, then its offers, then agents (the pass: tasks, then the chosen agents in id
+order). A manual assignment also takes its agent's row lock and writes that row, as a pass does, so a pass
+confirming the same agent re-reads the agent's load (``_claim_agent``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.contacts import service as contact_service
 from kefu.core.clock import isoformat, utcnow
-from kefu.core.errors import Conflict, Forbidden, NotFound, ValidationFailed, check_version
+from kefu.core.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed, check_version
 from kefu.core.ids import new_id
 from kefu.events import types as ev
 from kefu.events.uow import UnitOfWork
@@ -28,6 +33,8 @@ from kefu.routing.cache import AgentCache, cache_for, epoch
 from kefu.routing.expressions import Expression, ExpressionError, parse
 from kefu.routing.models import AgentProfile, Offer, PresenceChange, Queue, Task, Workflow
 from kefu.routing.schemas import AgentProfileUpdate, QueueCreate, QueueUpdate, WorkflowCreate, WorkflowUpdate
+
+log = logging.getLogger("kefu.routing")
 
 PASS_LIMIT = 500  # waiting tasks considered per tenant per pass
 MISSED_OFFER_REASON = "missed_offer"
@@ -56,6 +63,33 @@ def _is_postgres(session: AsyncSession) -> bool:
 def _touch(uow: UnitOfWork, tenant_id: str, *agent_ids: str | None) -> None:
     """This write changes these agents' presence, profile or load: the node's cache re-reads them next pass."""
     cache_for(uow.session, tenant_id).mark(*agent_ids)
+
+
+async def _lock_task_row(session: AsyncSession, task_id: str) -> None:
+    """PostgreSQL: take a task's row lock (SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
+    if _is_postgres(session):
+        await session.execute(select(Task.id).where(Task.id == task_id).with_for_update())
+
+
+async def _lock_task(session: AsyncSession, task: Task) -> Task:
+    """Take the task's row lock and reload the task, so that the write decides on its current row.
+
+    The caller may have read the task before another transaction (an accept, a pass, a transfer) changed
+    it; under the lock nobody else can change it until we commit."""
+    if _is_postgres(session):
+        await session.execute(select(Task).where(Task.id == task.id).with_for_update()
+                              .execution_options(populate_existing=True))
+    return task
+
+
+async def _claim_agent(session: AsyncSession, agent_id: str | None) -> None:
+    """A manual assignment takes the agent's row lock, as a routing pass does, and writes the row (a no-op
+    value): a pass that locks this agent after us sees a newer row version than its snapshot and re-reads the
+    agent's load (``_confirm``), so it does not offer on top of the capacity this assignment takes; a pass
+    that locked the agent first finishes before we go on."""
+    if agent_id and _is_postgres(session):
+        await session.execute(update(_A).where(_A.c.user_id == agent_id)
+                              .values(last_offered_at=_A.c.last_offered_at))
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -292,7 +326,8 @@ def enqueue_new_conversation(uow: UnitOfWork, *, conversation: Any) -> Task:
 
 async def do_enqueue_conversation(uow: UnitOfWork, *, conversation: Any) -> Task:
     """Make sure a queue-owned conversation has a live task (a conversation never gets a second one)."""
-    existing = await service.live_task_of(session=uow.session, conversation_id=conversation.id)
+    existing = await service.live_task_of(session=uow.session, tenant_id=conversation.tenant_id,
+                                          conversation_id=conversation.id)
     if existing is not None:
         return existing
     task = enqueue_new_conversation(uow, conversation=conversation)
@@ -315,12 +350,17 @@ async def do_create_task(uow: UnitOfWork, *, tenant_id: str, channel: str = "cha
 
 
 async def _cancel_pending_offers(uow: UnitOfWork, task: Task, now: datetime) -> None:
-    offers = list(await uow.session.scalars(select(Offer).where(Offer.task_id == task.id, Offer.status == "pending")))
-    for offer in offers:
-        offer.status = "canceled"
-        offer.responded_at = now
-        _emit_offer(uow, offer, task.conversation_id)
-    _touch(uow, task.tenant_id, *(o.agent_id for o in offers))
+    """Cancel the task's pending offers (the caller holds the task's row lock). Conditional on ``pending``: an
+    offer accepted, rejected or expired meanwhile keeps its outcome."""
+    canceled = (await uow.session.execute(
+        update(Offer).where(Offer.task_id == task.id, Offer.status == "pending")
+        .values(status="canceled", responded_at=now)
+        .returning(Offer.id, Offer.tenant_id, Offer.task_id, Offer.agent_id, Offer.queue_id, Offer.status,
+                   Offer.created_at, Offer.expires_at),
+        execution_options={"synchronize_session": "fetch"})).all()
+    for row in canceled:
+        _emit_offer(uow, dict(row._mapping), task.conversation_id)
+    _touch(uow, task.tenant_id, *(row.agent_id for row in canceled))
 
 
 def _end(task: Task, *, status: str, reason: str, now: datetime) -> None:
@@ -332,10 +372,16 @@ def _end(task: Task, *, status: str, reason: str, now: datetime) -> None:
     task.updated_at = now
 
 
-async def do_release_task(uow: UnitOfWork, *, task: Task, reason: str, now: datetime | None = None) -> Task:
+async def do_release_task(uow: UnitOfWork, *, task: Task, reason: str, now: datetime | None = None,
+                          locked: bool = False) -> Task:
     """End a task: unanswered → canceled (``abandoned`` if the customer's conversation ended), answered →
-    wrap-up for the queue's ``wrapup_seconds`` (the capacity stays taken), then completed."""
+    wrap-up for the queue's ``wrapup_seconds`` (the capacity stays taken), then completed.
+
+    Decided on the task's row under its lock (``locked``: the caller took it): a release racing an accept
+    ends the task as answered if the accept committed first, else the accept finds its offer canceled."""
     now = now or utcnow()
+    if not locked:
+        await _lock_task(uow.session, task)
     _touch(uow, task.tenant_id, task.agent_id)
     if task.status in ("waiting", "offered"):
         await _cancel_pending_offers(uow, task, now)
@@ -356,9 +402,11 @@ async def do_release_task(uow: UnitOfWork, *, task: Task, reason: str, now: date
 
 
 async def _assign_directly(uow: UnitOfWork, task: Task, agent_id: str) -> None:
+    """Give a task to an agent by hand (the caller holds the task's row lock); counts against capacity."""
     now = utcnow()
     previous = task.agent_id
     _touch(uow, task.tenant_id, previous, agent_id)
+    await _claim_agent(uow.session, agent_id)
     await _cancel_pending_offers(uow, task, now)
     task.status = "assigned"
     task.agent_id = agent_id
@@ -372,19 +420,22 @@ async def _assign_directly(uow: UnitOfWork, task: Task, agent_id: str) -> None:
     _emit_task(uow, task, previous_agent_id=previous)
 
 
-async def do_sync_conversation(uow: UnitOfWork, *, conversation: Any) -> Task | None:
+async def do_sync_conversation(uow: UnitOfWork, *, tenant_id: str, conversation: Any) -> Task | None:
     """Bring the conversation's task in line with who owns the conversation now.
 
     Called explicitly by the conversation actions after a change of status, owner or assignee: a queue-owned
     open conversation has a waiting task; an agent-owned one has a task assigned to that agent (a manual
     assignment counts against capacity too); a resolved or closed one releases its task; a bot-owned one
-    has none.
+    has none. The live task is read under its row lock, so the change is decided on its current state.
     """
+    if conversation.tenant_id != tenant_id:
+        raise NotFound("conversation_not_found")
     session = uow.session
-    task = await service.live_task_of(session=session, conversation_id=conversation.id)
+    task = await service.live_task_of(session=session, tenant_id=tenant_id, conversation_id=conversation.id,
+                                      lock=True)
     if conversation.status in ("resolved", "closed"):
         if task is not None:
-            await do_release_task(uow, task=task, reason=conversation.status)
+            await do_release_task(uow, task=task, reason=conversation.status, locked=True)
         return task
     if conversation.owner_kind == "agent" and conversation.assignee_id:
         if task is None:
@@ -392,6 +443,7 @@ async def do_sync_conversation(uow: UnitOfWork, *, conversation: Any) -> Task | 
                             priority=conversation.priority or 0, attributes=_conversation_attributes(conversation),
                             conversation_id=conversation.id, contact_id=conversation.contact_id, status="assigned",
                             agent_id=conversation.assignee_id, enriched=True)
+            await _claim_agent(session, task.agent_id)
             session.add(task)
             await session.flush()
             _touch(uow, task.tenant_id, task.agent_id)
@@ -409,19 +461,20 @@ async def do_sync_conversation(uow: UnitOfWork, *, conversation: Any) -> Task | 
             _emit_task(uow, task)
         return task
     if conversation.owner_kind == "bot" and task is not None:
-        await do_release_task(uow, task=task, reason="bot")
+        await do_release_task(uow, task=task, reason="bot", locked=True)
     return task
 
 
 async def do_sync_conversations(uow: UnitOfWork, *, conversations: Sequence[Any]) -> None:
     for conversation in conversations:
-        await do_sync_conversation(uow, conversation=conversation)
+        await do_sync_conversation(uow, tenant_id=conversation.tenant_id, conversation=conversation)
 
 
 async def do_update_task(uow: UnitOfWork, *, task: Task, attributes: dict[str, Any] | None = None,
                          priority: int | None = None, expected_version: int | None = None) -> Task:
     """Merge attributes into a task (e.g. the bot's intent and emotion) or change its priority; the next pass
     routes it by the new values."""
+    await _lock_task(uow.session, task)
     check_version(task.version, expected_version)
     if task.status not in service.LIVE:
         raise Conflict("task_not_active", details={"status": task.status}, state=task.status)
@@ -436,10 +489,10 @@ async def do_update_task(uow: UnitOfWork, *, task: Task, attributes: dict[str, A
     return task
 
 
-async def do_update_conversation_task(uow: UnitOfWork, *, conversation_id: str,
+async def do_update_conversation_task(uow: UnitOfWork, *, tenant_id: str, conversation_id: str,
                                       attributes: dict[str, Any]) -> Task | None:
     """For other domains (the bot's handoff): add routing attributes to a conversation's live task, if any."""
-    task = await service.live_task_of(session=uow.session, conversation_id=conversation_id)
+    task = await service.live_task_of(session=uow.session, tenant_id=tenant_id, conversation_id=conversation_id)
     if task is None or task.status not in service.LIVE:
         return None
     return await do_update_task(uow, task=task, attributes=attributes)
@@ -447,10 +500,18 @@ async def do_update_conversation_task(uow: UnitOfWork, *, conversation_id: str,
 
 async def do_transfer_task(uow: UnitOfWork, *, task: Task, queue_id: str | None, agent_id: str | None,
                            default_locale: str = "en") -> Task:
-    """Move a live task to another queue, or offer it to one agent; the conversation goes back to waiting."""
+    """Move a live task to another queue, or offer it to one agent; the conversation goes back to waiting.
+
+    Decided on the task as the caller read it: if it changed since (an accept, a reject, a release or another
+    transfer committed meanwhile), ``version_conflict`` and nothing changes; the caller reloads and decides again.
+    """
     session = uow.session
     if (queue_id is None) == (agent_id is None):
         raise ValidationFailed("invalid_transfer", details={"fields": ["queue_id", "agent_id"]})
+    seen = (task.version, task.status, task.agent_id)
+    await _lock_task(session, task)
+    if (task.version, task.status, task.agent_id) != seen:
+        raise PreconditionFailed(details={"current_version": task.version}, current_version=task.version)
     if task.status not in service.LIVE:
         raise Conflict("task_not_active", details={"status": task.status}, state=task.status)
     if queue_id is not None:
@@ -516,6 +577,7 @@ async def do_accept_offer(uow: UnitOfWork, *, offer: Offer, agent_id: str | None
         raise Conflict("offer_not_pending", details={"status": offer.status}, state=offer.status)
     if offer.expires_at <= now:
         raise Conflict("offer_expired", details={"expires_at": offer.expires_at.isoformat()})
+    await _lock_task_row(session, offer.task_id)  # lock order: task, then offer (as transfers and releases)
     won = await session.execute(update(Offer).where(Offer.id == offer.id, Offer.status == "pending")
                                 .values(status="accepted", responded_at=now))
     if won.rowcount != 1:  # type: ignore[attr-defined]
@@ -558,6 +620,7 @@ async def do_reject_offer(uow: UnitOfWork, *, offer: Offer, agent_id: str | None
             raise Conflict("offer_not_pending", details={"status": offer.status}, state=offer.status)
         if offer.expires_at <= now:
             raise Conflict("offer_expired", details={"expires_at": offer.expires_at.isoformat()})
+    await _lock_task_row(session, offer.task_id)  # lock order: task, then offer
     won = await session.execute(update(Offer).where(Offer.id == offer.id, Offer.status == "pending")
                                 .values(status=status, responded_at=now))
     if won.rowcount != 1:  # type: ignore[attr-defined]
@@ -596,8 +659,8 @@ async def _expire_offers(uow: UnitOfWork, tenant_id: str, now: datetime) -> int:
     session = uow.session
     query = (select(Offer).where(Offer.tenant_id == tenant_id, Offer.status == "pending", Offer.expires_at <= now)
              .order_by(Offer.expires_at).limit(PASS_LIMIT))
-    if _is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
+    if _is_postgres(session):  # offers whose task a transfer, release or accept holds are left for later
+        query = query.join(Task, Task.id == Offer.task_id).with_for_update(skip_locked=True, of=(Offer, Task))
     expired = list(await session.scalars(query))
     missed: set[str] = set()
     for offer in expired:
@@ -927,8 +990,13 @@ async def route_once(runtime: Any, *, tenant_ids: list[str] | None = None, now: 
             made += await route_tenant(uow, tenant_id=tenant_id, now=now, housekeeping=housekeeping,
                                        default_locale=runtime.settings.default_locale)
             await uow.commit()
-        except BaseException:
+        except Exception:
+            # One tenant's failure (bad data, a deadlock) must not stop the others: the loop retries the same
+            # order every tick, so re-raising would starve every tenant after this one. Its pass rolls back.
             cache_for(uow.session, tenant_id).invalidate()  # it may count offers that were rolled back
+            log.exception("routing pass failed for tenant %s", tenant_id, extra={"tenant_id": tenant_id})
+        except BaseException:
+            cache_for(uow.session, tenant_id).invalidate()
             raise
         finally:
             await uow.session.close()

@@ -75,8 +75,14 @@ async def access_offer(*, session: AsyncSession, tenant_id: str, offer_id: str) 
     return offer
 
 
-async def live_task_of(*, session: AsyncSession, conversation_id: str) -> Task | None:
-    return (await session.scalars(select(Task).where(Task.live_conversation_id == conversation_id))).first()
+async def live_task_of(*, session: AsyncSession, tenant_id: str, conversation_id: str,
+                       lock: bool = False) -> Task | None:
+    """The live task of one of the tenant's conversations, if any. ``lock``: take its row lock (PostgreSQL
+    ``FOR UPDATE``) and reload it, for a write that must decide on the current row."""
+    query = select(Task).where(Task.tenant_id == tenant_id, Task.live_conversation_id == conversation_id)
+    if lock and session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return (await session.scalars(query)).first()
 
 
 async def list_agents(*, session: AsyncSession, tenant_id: str, after_id: str | None, limit: int,

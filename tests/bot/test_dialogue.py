@@ -188,7 +188,8 @@ async def test_a_vip_goes_to_people_first_with_priority(bot_runtime: Runtime, ru
     report, replies = await customer.says("我的快递到哪了")
     assert (report.outcome, report.handoff_reason) == ("handoff", "vip")
     async with bot_runtime.sessionmaker() as session:
-        task = await routing_service.live_task_of(session=session, conversation_id=customer.conversation_id)
+        task = await routing_service.live_task_of(session=session, tenant_id=shop.id,
+                                                  conversation_id=customer.conversation_id)
         assert task is not None and task.priority >= 10
         assert task.attributes["vip"] is True and task.attributes["intent"] == "track_order"
         assert task.attributes["language"] == "zh"

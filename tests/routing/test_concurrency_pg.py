@@ -2,7 +2,10 @@
 connection pool (as four app nodes would have), run routing passes over the same waiting tasks and agents.
 
 Every task must be offered at most once, no agent may exceed its capacity, and together they must still
-route everything that fits.
+route everything that fits. Then races between an accept and a transfer or a release of the same task, and
+between a manual assignment and a pass choosing the same agent, each played out in a fixed interleaving:
+the second writer is started while the first holds its row locks, and the first commits only once the
+second is seen waiting on a lock (or has finished).
 """
 
 from __future__ import annotations
@@ -10,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from kefu.conversations import actions as conversation_actions
+from kefu.conversations import service as conversation_service
+from kefu.core.errors import DomainError
 from kefu.routing import actions as routing_actions
 from kefu.routing.models import Offer, Task
-from kefu.runtime import build_runtime
+from kefu.runtime import Runtime, build_runtime
 from tests.conftest import make_settings
 from tests.factories import create_tenant
 from tests.routing.engine import Engine
+from tests.routing.helpers import start_conversation
 
 NODES, AGENTS, CAPACITY, TASKS = 4, 12, 3, 60
 
@@ -36,6 +45,40 @@ async def _node(url: str, tenant_id: str, passes: list[int]) -> None:
         await runtime.engine.dispose()
 
 
+def run_in_threads(coroutines: list[Callable[[], Awaitable[Any]]], timeout: float = 120.0) -> None:
+    """Run each coroutine in an event loop of its own thread; fail if one raised or did not finish in time."""
+    failures: list[BaseException] = []
+
+    def target(make: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            asyncio.run(make())  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=target, args=(make,), daemon=True) for make in coroutines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not [t for t in threads if t.is_alive()], "a node did not finish in time"
+    assert not failures, f"a node failed: {failures!r}"
+
+
+def test_a_failing_node_fails_the_run() -> None:
+    async def broken() -> None:
+        raise RuntimeError("node crashed")
+
+    async def fine() -> None:
+        await asyncio.sleep(0)
+
+    try:
+        run_in_threads([fine, broken])
+    except AssertionError as exc:
+        assert "node crashed" in str(exc)
+    else:
+        raise AssertionError("a node's exception went unnoticed")
+
+
 async def test_concurrent_nodes_offer_each_task_once_and_respect_capacity(postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Small passes, so that the nodes interleave many transactions over the same rows.
     monkeypatch.setattr(routing_actions, "PASS_LIMIT", 4)
@@ -49,12 +92,10 @@ async def test_concurrent_nodes_offer_each_task_once_and_respect_capacity(postgr
             engine.advance(0.01)
             await engine.task(priority=index % 3)
         results: list[list[int]] = [[] for _ in range(NODES)]
-        threads = [threading.Thread(target=asyncio.run, args=(_node(postgres_url, engine.tenant.id, results[i]),))
-                   for i in range(NODES)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        tenant_id = engine.tenant.id
+        # Runs in threads of its own (each its own event loop), not in this test's loop.
+        await asyncio.to_thread(run_in_threads, [
+            (lambda passes=results[i]: _node(postgres_url, tenant_id, passes)) for i in range(NODES)])
         offers = await engine.offers(None)
         per_task = Counter(o.task_id for o in offers)
         assert per_task and max(per_task.values()) == 1  # never offered twice
@@ -71,5 +112,175 @@ async def test_concurrent_nodes_offer_each_task_once_and_respect_capacity(postgr
                 select(Task.id).where(Task.tenant_id == engine.tenant.id, Task.status == "offered"))).all()}
         assert sum(sum(r) for r in results) == AGENTS * CAPACITY
         assert sum(1 for r in results if sum(r) > 0) >= 2  # more than one node did part of the work
+    finally:
+        await runtime.engine.dispose()
+
+
+# --- races on one task ---------------------------------------------------------------------------------------
+
+async def _backend_pid(uow: Any) -> int:
+    return int(await uow.session.scalar(text("SELECT pg_backend_pid()")))
+
+
+async def _until_waiting_or_done(runtime: Runtime, pid: int, job: asyncio.Task[Any]) -> None:
+    """Until the connection ``pid`` waits for a row lock (or its job finished without waiting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not job.done():
+        async with runtime.sessionmaker() as session:
+            waiting = await session.scalar(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                                           {"pid": pid})
+        if waiting == "Lock":
+            return
+        assert loop.time() < deadline, "the second writer neither waited nor finished"
+        await asyncio.sleep(0.02)
+
+
+async def _offered_task(runtime: Runtime) -> tuple[Engine, str, Offer, list[str]]:
+    """A tenant with two agents and a task offered to one of them."""
+    engine = Engine(runtime, await create_tenant(runtime))
+    agents = [await engine.agent(chat=1) for _ in range(2)]
+    queue = await engine.queue(offer_timeout_seconds=600)
+    await engine.workflow({"queue_id": queue})
+    task_id = await engine.task()
+    assert await engine.route() == 1
+    return engine, task_id, await engine.offer_of(task_id), agents
+
+
+async def _race_with_accept(runtime: Runtime, offer: Offer, second: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Accept ``offer`` (locks held, not committed), start ``second(uow)`` in another transaction, commit the
+    accept once the second waits on a lock, then let it finish; returns its result or the error it raised."""
+    accept_uow = runtime.unit_of_work()
+    other_uow = runtime.unit_of_work()
+    try:
+        found = await accept_uow.session.get(Offer, offer.id)
+        assert found is not None
+        await routing_actions.do_accept_offer(accept_uow, offer=found, agent_id=offer.agent_id)
+        pid = await _backend_pid(other_uow)
+
+        async def run_second() -> Any:
+            try:
+                result = await second(other_uow)
+                await other_uow.commit()
+                return result
+            except DomainError as exc:
+                return exc
+
+        job = asyncio.create_task(run_second())
+        await _until_waiting_or_done(runtime, pid, job)
+        await accept_uow.commit()
+        return await asyncio.wait_for(job, 20)
+    finally:
+        await accept_uow.session.close()
+        await other_uow.session.close()
+
+
+async def test_a_transfer_racing_an_accept_does_not_undo_it(postgres_url: str) -> None:
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine, task_id, offer, agents = await _offered_task(runtime)
+        other_queue = await engine.queue(name="other", offer_timeout_seconds=600)
+
+        async def transfer(uow: Any) -> Any:
+            task = await uow.session.get(Task, task_id)  # read before the accept commits: still "offered"
+            assert task.status == "offered"
+            return await routing_actions.do_transfer_task(uow, task=task, queue_id=other_queue, agent_id=None)
+
+        outcome = await _race_with_accept(runtime, offer, transfer)
+        # The transfer was decided on a task that changed under it: refused, nothing of it stored.
+        assert isinstance(outcome, DomainError) and (outcome.code, outcome.status) == ("version_conflict", 409)
+        [stored] = [o for o in await engine.offers(None) if o.task_id == task_id]
+        assert stored.status == "accepted"
+        task = await engine.get_task(task_id)
+        assert (task.status, task.agent_id, task.queue_id) == ("assigned", offer.agent_id, offer.queue_id)
+        # Nobody else is offered the conversation the first agent holds.
+        engine.advance(1)
+        assert await engine.route() == 0
+        assert await engine.offers() == []
+        assert await engine.loads() == {offer.agent_id: {"chat": 1}}
+        # Transferred again now that the caller sees the assignment: it goes.
+        moved = await engine.transfer(task_id, queue_id=other_queue)
+        assert (moved.status, moved.agent_id) == ("waiting", None)
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_a_release_racing_an_accept_ends_the_task_as_answered(postgres_url: str) -> None:
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine, task_id, offer, _agents = await _offered_task(runtime)
+
+        async def release(uow: Any) -> Any:
+            task = await uow.session.get(Task, task_id)
+            assert task.status == "offered"
+            return await routing_actions.do_release_task(uow, task=task, reason="resolved")
+
+        outcome = await _race_with_accept(runtime, offer, release)
+        assert not isinstance(outcome, DomainError), outcome
+        [stored] = [o for o in await engine.offers(None) if o.task_id == task_id]
+        assert stored.status == "accepted"
+        task = await engine.get_task(task_id)
+        # Answered (the accept came first), not an abandoned contact: counted as such in the statistics.
+        assert (task.status, task.end_reason, task.agent_id) == ("completed", "resolved", offer.agent_id)
+        assert task.assigned_at is not None
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_an_accept_after_a_transfer_is_refused(postgres_url: str) -> None:
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine, task_id, offer, _agents = await _offered_task(runtime)
+        other_queue = await engine.queue(name="other", offer_timeout_seconds=600)
+        await engine.transfer(task_id, queue_id=other_queue)
+        try:
+            await engine.accept(offer)
+        except DomainError as exc:
+            assert (exc.code, exc.status) == ("offer_not_pending", 409)
+        else:
+            raise AssertionError("accepted an offer the transfer canceled")
+        [stored] = [o for o in await engine.offers(None) if o.task_id == task_id]
+        assert stored.status == "canceled"
+        task = await engine.get_task(task_id)
+        assert (task.status, task.agent_id, task.queue_id) == ("waiting", None, other_queue)
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_a_pass_sees_a_manual_assignment_committed_while_it_confirms(postgres_url: str) -> None:
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine = Engine(runtime, await create_tenant(runtime))
+        agent = await engine.agent(chat=1)
+        queue = await engine.queue(offer_timeout_seconds=600)
+        await engine.workflow({"queue_id": queue})
+        conversation_id, _contact = await start_conversation(runtime, engine.tenant)
+        waiting = await engine.task()
+        manual_uow = runtime.unit_of_work()
+        pass_uow = runtime.unit_of_work()
+        try:
+            # A supervisor gives the conversation to the agent (not committed yet) ...
+            conversation = await conversation_service.access_conversation(
+                session=manual_uow.session, tenant_id=engine.tenant.id, conversation_id=conversation_id)
+            await conversation_actions.do_update_conversation(manual_uow, conversation=conversation,
+                                                              changes={"assignee_id": agent})
+            pid = await _backend_pid(pass_uow)
+
+            async def route() -> int:
+                made = await routing_actions.route_tenant(pass_uow, tenant_id=engine.tenant.id, now=engine.now)
+                await pass_uow.commit()
+                return made
+
+            # ... while a pass, which still sees the agent free, chooses the agent for the other task.
+            job = asyncio.create_task(route())
+            await _until_waiting_or_done(runtime, pid, job)
+            await manual_uow.commit()
+            assert await asyncio.wait_for(job, 20) == 0
+        finally:
+            await manual_uow.session.close()
+            await pass_uow.session.close()
+        assert await engine.loads() == {agent: {"chat": 1}}  # capacity 1: the manual assignment only
+        task = await engine.get_task(waiting)
+        assert (task.status, task.agent_id) == ("waiting", None)
     finally:
         await runtime.engine.dispose()

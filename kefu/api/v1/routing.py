@@ -253,7 +253,8 @@ async def update_task(task_id: TaskId, body: TaskUpdate, actor: Writer, uow: UoW
 @router.post("/tasks/{task_id}/transfer", summary="Transfer a task to another queue or to one agent",
              response_model=TaskRead,
              responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, "task_not_found", "queue_not_found",
-                                       "agent_not_found", "task_not_active", "invalid_transfer"))
+                                       "agent_not_found", "task_not_active", "invalid_transfer",
+                                       "version_conflict"))
 async def transfer_task(task_id: TaskId, body: TaskTransfer, actor: Responder, uow: UoWDep,
                         runtime: RuntimeDep) -> TaskRead:
     task = await routing_service.access_task(session=uow.session, tenant_id=actor.tenant_id, task_id=task_id)
