@@ -64,10 +64,10 @@ STATUS_OF: dict[str, int] = {
     # language understanding
     "nlu_intent_not_found": 404, "nlu_example_not_found": 404, "nlu_pattern_not_found": 404,
     "nlu_intent_exists": 409, "nlu_pattern_exists": 409, "nlu_reserved_intent": 422, "nlu_unknown_intent": 422,
-    "nlu_invalid_pattern": 422, "nlu_too_many_examples": 422,
+    "nlu_invalid_pattern": 422, "nlu_too_many_examples": 422, "nlu_training_in_progress": 409,
     # knowledge base
     "kb_entry_not_found": 404, "kb_answer_not_found": 404, "kb_entry_key_taken": 409,
-    "kb_invalid_transition": 409, "kb_invalid_validity": 422, "kb_import_too_large": 413,
+    "kb_invalid_transition": 409, "kb_invalid_validity": 422, "kb_import_too_large": 413, "kb_choice_not_offered": 422,
     # routing (ACD)
     "agent_not_found": 404, "queue_not_found": 404, "workflow_not_found": 404, "task_not_found": 404,
     "offer_not_found": 404, "offer_not_yours": 403, "offer_expired": 409, "offer_not_pending": 409,
@@ -76,8 +76,10 @@ STATUS_OF: dict[str, int] = {
     # workspace: attachments, CSAT, canned responses
     "attachment_not_found": 404, "csat_not_found": 404, "canned_response_not_found": 404,
     "conversation_not_resolved": 409, "csat_disabled": 409, "csat_locked": 409, "canned_shortcut_taken": 409,
-    "attachment_too_large": 413, "unsupported_attachment_type": 415,
+    "attachment_too_large": 413, "attachment_quota_exceeded": 413, "unsupported_attachment_type": 415,
     "empty_attachment": 422, "invalid_attachment": 422, "canned_body_required": 422, "invalid_shortcut": 422,
+    "unknown_disposition": 422, "disposition_not_allowed": 422, "invalid_disposition_code": 422,
+    "disposition_not_found": 404, "disposition_code_taken": 409,
 }
 # Every authenticated route can answer these.
 AUTH_ERRORS = ("unauthenticated", "invalid_token", "forbidden", "insufficient_scope")

@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     attachment_url_ttl_seconds: int = Field(default=900, ge=10)
+    # Upload budgets per time window (counted in the database, so every node enforces them): per widget
+    # visitor and per inbox (all its visitors together); and each tenant's total stored bytes (0: no quota).
+    attachment_window_seconds: int = Field(default=3600, ge=1)
+    attachment_visitor_max_uploads: int = Field(default=30, ge=1)
+    attachment_visitor_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    attachment_inbox_max_uploads: int = Field(default=1000, ge=1)
+    attachment_inbox_max_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1024)
+    attachment_tenant_quota_bytes: int = Field(default=20 * 1024 * 1024 * 1024, ge=0)
+    # Uploads never sent in a message (visitors' and agents') are deleted after this long.
+    attachment_unsent_retention_seconds: int = Field(default=24 * 3600, ge=60)
     node_id: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
