@@ -5,7 +5,8 @@ For each N (default 100 and 1,000) and each of ``--runs`` runs, on a fresh SQLit
     once. Reports customer→agent delivery latency (send → the agent's WebSocket receives it) p50/p99, and the
     reply latency back to the customer;
   * saturation phase: every customer sends its next message as soon as the previous one is acknowledged
-    (stored and committed); reports stored messages per second (customer messages + agent replies);
+    (stored and committed); reports stored messages per second (customer messages + agent replies), and the
+    server's CPU time per stored message (a figure other load on the machine hardly moves);
   * the same N connections against a bare echo server (closed loop) give the ceiling; the ratio is printed.
 Medians over runs are printed with the machine's core count. Everything targets 127.0.0.1 and stops by
 itself. Usage: ``.venv/bin/python bench/chat_roundtrip.py [--customers 100 1000] [--runs 3] [--seconds 10]``.
@@ -43,6 +44,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -52,7 +62,7 @@ def pct(values: list[float], p: float) -> float:
 
 async def wait_http(url: str, proc: subprocess.Popen) -> None:
     async with httpx.AsyncClient() as client:
-        for _ in range(300):
+        for _ in range(1200):  # up to 2 minutes: start-up imports are slow on a busy 2-core machine
             if proc.poll() is not None:
                 raise RuntimeError("server exited during start-up")
             try:
@@ -224,9 +234,9 @@ async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
         warmup = 2.0
         await asyncio.sleep(warmup)
         acked0, replies0, lat0 = stats.acked, stats.replies_acked, len(stats.to_agent)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
         acked, replies = stats.acked - acked0, stats.replies_acked - replies0
         to_agent = stats.to_agent[lat0:]
         stop.set()
@@ -235,7 +245,9 @@ async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
         return {"stored_per_s": (acked + replies) / elapsed, "customer_msgs_per_s": acked / elapsed,
                 "p50_ms": pct(to_agent, 50) * 1000, "p99_ms": pct(to_agent, 99) * 1000,
                 "reply_p50_ms": pct(reply, 50) * 1000, "reply_p99_ms": pct(reply, 99) * 1000,
-                "delivered": len(to_agent)}
+                "delivered": len(to_agent),
+                # Server CPU per stored message: unlike msgs/s, barely moved by other load on the machine.
+                "cpu_ms_per_msg": cpu * 1000 / max(1, acked + replies), "server_cpu_share": cpu / elapsed}
     finally:
         for ws in sockets:
             try:
@@ -312,7 +324,8 @@ async def main() -> None:
               f" reply round trip p50 {med(paced, 'reply_p50_ms'):.1f} ms  p99 {med(paced, 'reply_p99_ms'):.1f} ms;"
               f" stored {med(paced, 'stored_per_s'):.0f} msgs/s")
         print(f"  saturated: stored {sat_rate:.0f} msgs/s (customer {med(sat, 'customer_msgs_per_s'):.0f}/s + replies),"
-              f" customer→agent p99 {med(sat, 'p99_ms'):.1f} ms")
+              f" customer→agent p99 {med(sat, 'p99_ms'):.1f} ms; server CPU {med(sat, 'cpu_ms_per_msg'):.2f} ms"
+              f" per stored message, server busy {med(sat, 'server_cpu_share'):.0%} of one core")
         print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
               f" {statistics.median(echo_fa):.0f} msgs/s")
         print(f"  ratio chat/echo: {sat_rate / statistics.median(echo_ws):.0%} of websockets echo,"

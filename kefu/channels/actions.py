@@ -226,7 +226,8 @@ class VisitorPost:
 async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]) -> list[PostOutcome]:
     """Append widget customers' messages to their live conversations (opened on a first message).
 
-    Set-based for group commit: inboxes and live conversations of every item are read in one query each.
+    Set-based for group commit: inboxes and live conversations of every item are read in one query each
+    (conversations as plain column rows, saved by ``do_post_messages`` in one executemany).
     The contact is resolved from the visitor identity, so a token keeps following its visitor through merges
     and their reverts.
     """
@@ -235,7 +236,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         select(Inbox).where(Inbox.id.in_({item.claims.inbox_id for item in items})))}
     contacts = await contact_service.visitor_contacts(
         session=session, visitors={(item.claims.tenant_id, item.claims.visitor_id) for item in items})
-    live = await conversation_service.live_conversations(session=session, contact_ids=set(contacts.values()))
+    live: dict[tuple[str, str], Any] = await conversation_service.live_conversation_rows(
+        session=session, contact_ids=set(contacts.values()))
     # Inboxes with the bot switched on start conversations owned by the bot (it answers first).
     bot_inboxes = await bot_service.bot_enabled_inboxes(session=session, inbox_ids=set(inboxes))
     outcomes: list[PostOutcome | None] = [None] * len(items)
@@ -263,7 +265,7 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
             live[(claims.inbox_id, contact_id)] = conversation
         posts.append(MessagePost(conversation=conversation, sender_kind="customer",
                                  sender_id=conversation.contact_id, body=item.body, attachments=item.attachments,
-                                 client_message_id=item.client_message_id))
+                                 client_message_id=item.client_message_id, visitor_id=claims.visitor_id))
         slots.append(index)
     for index, outcome in zip(slots, await conversation_actions.do_post_messages(uow, posts), strict=True):
         outcomes[index] = outcome

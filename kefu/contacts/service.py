@@ -69,15 +69,24 @@ async def visitor_contacts(*, session: AsyncSession, visitors: set[tuple[str, st
     """
     if not visitors:
         return {}
-    rows = await session.scalars(select(ContactIdentity).where(
-        ContactIdentity.kind == "visitor", ContactIdentity.value.in_({visitor for _, visitor in visitors})))
-    owners = {(r.tenant_id, r.value): r.contact_id for r in rows if (r.tenant_id, r.value) in visitors}
+    # Plain column rows, not ORM objects: this runs for every batch of widget messages (the chat hot path).
+    rows = await session.execute(select(ContactIdentity.tenant_id, ContactIdentity.value, ContactIdentity.contact_id)
+                                 .where(ContactIdentity.kind == "visitor",
+                                        ContactIdentity.value.in_({visitor for _, visitor in visitors})))
+    owners = {(tenant_id, value): contact_id for tenant_id, value, contact_id in rows if (tenant_id, value) in visitors}
+    states = {contact_id: (tenant_id, merged_into_id) for contact_id, tenant_id, merged_into_id in await session.execute(
+        select(Contact.id, Contact.tenant_id, Contact.merged_into_id).where(Contact.id.in_(set(owners.values()))))}
     resolved: dict[tuple[str, str], str] = {}
-    for tenant_id in {tenant for tenant, _ in owners}:
-        current = await current_contacts(session=session, tenant_id=tenant_id,
-                                         contact_ids={cid for (t, _), cid in owners.items() if t == tenant_id})
-        resolved.update({key: current[cid].id for key, cid in owners.items()
-                         if key[0] == tenant_id and cid in current})
+    for key, contact_id in owners.items():
+        state = states.get(contact_id)
+        if state is None:
+            continue
+        if state[1]:  # merged away: follow the chain as ``current_contact`` does (rare)
+            contact = await current_contact(session=session, tenant_id=key[0], contact_id=contact_id)
+            if contact is not None and contact.tenant_id == key[0]:
+                resolved[key] = contact.id
+        elif state[0] == key[0]:
+            resolved[key] = contact_id
     return resolved
 
 

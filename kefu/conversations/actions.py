@@ -20,8 +20,19 @@ from kefu.attachments import service as attachment_service
 from kefu.auth import service as auth_service
 from kefu.conversations import policies
 from kefu.conversations import service as conversation_service
-from kefu.conversations.models import Conversation, ConversationReadMarker, ConversationTag, Message
-from kefu.conversations.schemas import ConversationRead, MessageRead
+from kefu.conversations.models import (
+    Conversation,
+    ConversationReadMarker,
+    ConversationTag,
+    DispositionCode,
+    Message,
+)
+from kefu.conversations.schemas import (
+    ConversationRead,
+    DispositionCodeCreate,
+    DispositionCodeRead,
+    MessageRead,
+)
 from kefu.conversations.service import conversation_read, message_read
 from kefu.core.clock import utcnow
 from kefu.core.errors import Conflict, DomainError, NotFound, ValidationFailed, check_version
@@ -80,9 +91,10 @@ def do_start_conversation(
 
 @dataclass(frozen=True, slots=True)
 class MessagePost:
-    """One message to append to an already loaded conversation."""
+    """One message to append to an already loaded conversation (an ORM instance, or a ``ConversationRow`` from
+    the batch writers, whose changes ``do_post_messages`` saves itself)."""
 
-    conversation: Conversation
+    conversation: Conversation | conversation_service.ConversationRow
     sender_kind: str
     sender_id: str | None
     body: str
@@ -90,6 +102,7 @@ class MessagePost:
     private: bool = False
     client_message_id: str | None = None
     content_type: str = "text"
+    visitor_id: str | None = None  # a widget customer's visitor id: they may attach only their own uploads
 
 
 PostOutcome = tuple[MessageRead, bool] | DomainError
@@ -163,18 +176,35 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
     if bulk:
         await session.flush()  # conversations started in this batch must exist before their messages
         await session.execute(insert(Message), bulk)
+    await _save_conversation_rows(uow, [posts[i].conversation for i in valid])
     for index in valid:
         outcome, post = outcomes[index], posts[index]
         uploads = [a["id"] for a in post.attachments or () if a.get("id")]
         if uploads and isinstance(outcome, tuple) and outcome[1]:
             await attachment_actions.do_attach_to_conversation(
-                uow, conversation_id=post.conversation.id, attachment_ids=uploads, public=not post.private)
+                uow, tenant_id=post.conversation.tenant_id, conversation_id=post.conversation.id,
+                attachment_ids=uploads, public=not post.private)
     # A customer reopening a conversation or an agent answering first changes who owns it: tell routing.
     changed = {posts[i].conversation.id: posts[i].conversation for i in valid
                if _ownership(posts[i].conversation) != owners[posts[i].conversation.id]}
     if changed:
         await routing_actions.do_sync_conversations(uow, conversations=list(changed.values()))
     return outcomes  # type: ignore[return-value]
+
+
+async def _save_conversation_rows(uow: UnitOfWork, conversations: Sequence[Any]) -> None:
+    """Write the changes of the ``ConversationRow`` values among ``conversations`` with one executemany UPDATE
+    by primary key (ORM instances are flushed by the session as usual)."""
+    rows = {c.id: c for c in conversations if isinstance(c, conversation_service.ConversationRow)}
+    changes = {row_id: row.changes() for row_id, row in rows.items()}
+    columns = sorted({key for changed in changes.values() for key in changed})
+    if not columns:
+        return
+    await uow.session.execute(update(Conversation), [
+        {"id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
+        for row_id, changed in changes.items() if changed])
+    for row_id, changed in changes.items():
+        rows[row_id].loaded.update(changed)
 
 
 def _ownership(conversation: Conversation) -> tuple[str, str, str | None]:
@@ -202,9 +232,13 @@ async def _resolve_attachments(session: Any, posts: Sequence[MessagePost], outco
                 continue
             found = stored.get(item["id"])
             if not attachment_service.may_reference(found, tenant_id=post.conversation.tenant_id,
-                                                    sender_kind=post.sender_kind, inbox_id=post.conversation.inbox_id):
+                                                    sender_kind=post.sender_kind, inbox_id=post.conversation.inbox_id,
+                                                    conversation_id=post.conversation.id, visitor_id=post.visitor_id):
                 resolved = None
                 break
+            if attachment_service.needs_copy(found, conversation_id=post.conversation.id):  # type: ignore[arg-type]
+                found = await attachment_actions.do_copy_to_conversation(  # staff re-sending another chat's file
+                    session, source=found, conversation_id=post.conversation.id)  # type: ignore[arg-type]
             resolved.append(attachment_service.message_attachment(found))  # type: ignore[arg-type]
         if resolved is None:
             outcomes[index] = ValidationFailed("invalid_attachment", details={"field": "attachments"})
@@ -224,6 +258,7 @@ def _apply_message(uow: UnitOfWork, conversation: Conversation, post: MessagePos
         if post.sender_kind == "customer" and conversation.status in ("resolved", "pending"):
             conversation.status = "open"
             conversation.resolved_at = None
+            conversation.disposition = None  # the resolution's note in the timeline keeps the history
             status_changed = True
         if post.sender_kind == "agent" and conversation.assignee_id is None and post.sender_id is not None:
             # Until routing (ACD) exists, the first agent to answer takes the conversation.
@@ -286,9 +321,8 @@ class AgentPost:
 
 async def do_post_agent_messages(uow: UnitOfWork, items: Sequence[AgentPost]) -> list[PostOutcome]:
     """Batch form for the agent WebSocket: load every named conversation in one query, then append."""
-    rows = await uow.session.scalars(
-        select(Conversation).where(Conversation.id.in_({item.conversation_id for item in items})))
-    conversations = {c.id: c for c in rows}
+    conversations = await conversation_service.conversation_rows(
+        session=uow.session, conversation_ids={item.conversation_id for item in items})
     outcomes: list[PostOutcome | None] = [None] * len(items)
     posts: list[MessagePost] = []
     slots: list[int] = []
@@ -389,6 +423,7 @@ async def _apply_status(uow: UnitOfWork, *, conversation: Conversation, status: 
         conversation.resolved_at = utcnow()
     elif status in ("open", "pending"):
         conversation.resolved_at = None
+        conversation.disposition = None  # the resolution's note in the timeline keeps the history
     key = policies.status_message_key(current, status)
     if key is not None:
         # Written in the customer's language: they read it in the widget; agents see it in the timeline.
@@ -403,15 +438,25 @@ async def do_change_status(
     status: str,
     expected_version: int | None = None,
     default_locale: str = "en",
+    disposition: str | None = None,
 ) -> ConversationRead:
-    """Resolve, reopen, park or close a conversation (see ``policies.ALLOWED_TRANSITIONS``)."""
+    """Resolve, reopen, park or close a conversation (see ``policies.ALLOWED_TRANSITIONS``).
+
+    ``disposition`` (resolving or closing only) records how it ended; resolving an already resolved
+    conversation with another disposition changes just that.
+    """
     check_version(conversation.version, expected_version)
-    if status == conversation.status:
+    label = await _check_disposition(uow, conversation=conversation, status=status, disposition=disposition,
+                                     default_locale=default_locale)
+    if status == conversation.status and (disposition is None or disposition == conversation.disposition):
         return await conversation_service.conversation_read_with_tags(session=uow.session, conversation=conversation)
     _touch(conversation)
     await _apply_status(uow, conversation=conversation, status=status, default_locale=default_locale)
+    if disposition is not None:
+        await _set_disposition(uow, conversation=conversation, disposition=disposition, label=label,
+                               default_locale=default_locale)
     await uow.session.flush()
-    await routing_actions.do_sync_conversation(uow, conversation=conversation)
+    await routing_actions.do_sync_conversation(uow, tenant_id=conversation.tenant_id, conversation=conversation)
     return await _emit_updated(uow, conversation)
 
 
@@ -423,10 +468,16 @@ async def do_update_conversation(
     expected_version: int | None = None,
     default_locale: str = "en",
 ) -> ConversationRead:
-    """Apply an agent's edit (status, assignee, priority, subject); ``changes`` holds only the fields sent."""
+    """Apply an agent's edit (status, assignee, priority, subject, disposition); ``changes`` holds only the
+    fields sent."""
     check_version(conversation.version, expected_version)
     session = uow.session
     changed = False
+    label = None
+    if "disposition" in changes:  # checked first: a refused disposition changes nothing
+        label = await _check_disposition(uow, conversation=conversation,
+                                         status=changes.get("status") or conversation.status,
+                                         disposition=changes["disposition"], default_locale=default_locale)
     if "assignee_id" in changes and changes["assignee_id"] != conversation.assignee_id:
         assignee_id = changes["assignee_id"]
         if assignee_id is not None:
@@ -451,14 +502,19 @@ async def do_update_conversation(
     new_status = changes.get("status")
     if new_status is not None and new_status != conversation.status:
         changed = True
+    if "disposition" in changes and changes["disposition"] != conversation.disposition:
+        changed = True
     if not changed:
         return await conversation_service.conversation_read_with_tags(session=session, conversation=conversation)
     _touch(conversation)
     if new_status is not None:
         # Last, so that its system message's event carries the conversation with the other edits applied.
         await _apply_status(uow, conversation=conversation, status=new_status, default_locale=default_locale)
+    if "disposition" in changes:
+        await _set_disposition(uow, conversation=conversation, disposition=changes["disposition"], label=label,
+                               default_locale=default_locale)
     await session.flush()
-    await routing_actions.do_sync_conversation(uow, conversation=conversation)
+    await routing_actions.do_sync_conversation(uow, tenant_id=conversation.tenant_id, conversation=conversation)
     return await _emit_updated(uow, conversation)
 
 
@@ -536,5 +592,96 @@ async def do_set_owner(uow: UnitOfWork, *, conversation: Conversation, owner_kin
         conversation.priority = priority
     _touch(conversation)
     await uow.session.flush()
-    await routing_actions.do_sync_conversation(uow, conversation=conversation)
+    await routing_actions.do_sync_conversation(uow, tenant_id=conversation.tenant_id, conversation=conversation)
     return await _emit_updated(uow, conversation)
+
+
+async def _check_disposition(uow: UnitOfWork, *, conversation: Conversation, status: str, disposition: str | None,
+                             default_locale: str) -> str | None:
+    """Refuse a disposition unless the conversation ends up resolved or closed and the code is one of the
+    tenant's active ones; returns its label (in ``default_locale``) for the timeline note."""
+    if disposition is None:
+        return None
+    if status not in ("resolved", "closed"):
+        raise ValidationFailed("disposition_not_allowed", details={"field": "disposition", "status": status},
+                               to_status=status)
+    codes = await conversation_service.disposition_codes(session=uow.session, tenant_id=conversation.tenant_id,
+                                                         lang=default_locale)
+    for code in codes:
+        if code.code == disposition:
+            return code.label
+    raise ValidationFailed("unknown_disposition",
+                           details={"field": "disposition", "allowed": [c.code for c in codes]},
+                           disposition=disposition)
+
+
+async def _set_disposition(uow: UnitOfWork, *, conversation: Conversation, disposition: str | None,
+                           label: str | None, default_locale: str) -> None:
+    """Record how the resolution ended; a private note keeps it in the timeline after a reopen clears it."""
+    if disposition == conversation.disposition:
+        return
+    conversation.disposition = disposition
+    key = "system.disposition_set" if disposition is not None else "system.disposition_cleared"
+    await do_post_message(uow, conversation=conversation, sender_kind="system", sender_id=None, private=True,
+                          body=translate(key, default_locale, label=label or "", code=disposition or ""),
+                          content_type="system")
+
+
+async def do_create_disposition_code(uow: UnitOfWork, *, tenant_id: str, data: DispositionCodeCreate,
+                                     default_locale: str = "en") -> DispositionCodeRead:
+    """Add a code of the tenant's own to its disposition list."""
+    if not policies.valid_disposition_code(data.code):
+        raise ValidationFailed("invalid_disposition_code", details={"field": "code"},
+                               max_length=policies.DISPOSITION_CODE_CHARS)
+    label_zh, label_en = _labels(data.label_zh, data.label_en)
+    session = uow.session
+    codes = await conversation_service.disposition_codes(session=session, tenant_id=tenant_id, include_inactive=True)
+    if any(c.code == data.code for c in codes):
+        raise Conflict("disposition_code_taken", details={"field": "code"})
+    now = utcnow()
+    try:
+        async with session.begin_nested():
+            session.add(DispositionCode(tenant_id=tenant_id, code=data.code, label_zh=label_zh, label_en=label_en,
+                                        position=data.position, active=data.active, version=1, created_at=now,
+                                        updated_at=now))
+            await session.flush()
+    except IntegrityError:  # another admin added the same code a moment ago
+        raise Conflict("disposition_code_taken", details={"field": "code"}) from None
+    return await _disposition(session, tenant_id, data.code, default_locale)
+
+
+async def do_update_disposition_code(uow: UnitOfWork, *, tenant_id: str, code: str, changes: dict[str, Any],
+                                     default_locale: str = "en") -> DispositionCodeRead:
+    """Relabel, move or switch off a code of the tenant's list (a built-in one gets a row of its own)."""
+    session = uow.session
+    current = await _disposition(session, tenant_id, code, default_locale)
+    for field in ("label_zh", "label_en", "position", "active"):
+        if field in changes and changes[field] is None:
+            raise ValidationFailed("validation_error", details={"field": field})
+    label_zh, label_en = _labels(changes.get("label_zh", current.label_zh), changes.get("label_en", current.label_en))
+    position, active = changes.get("position", current.position), changes.get("active", current.active)
+    now = utcnow()
+    row = await session.get(DispositionCode, (tenant_id, code))
+    if row is None:  # a built-in code changed for the first time
+        row = DispositionCode(tenant_id=tenant_id, code=code, version=0, created_at=now)
+        session.add(row)
+    row.label_zh, row.label_en, row.position, row.active = label_zh, label_en, position, active
+    row.version += 1
+    row.updated_at = now
+    await session.flush()
+    return await _disposition(session, tenant_id, code, default_locale)
+
+
+def _labels(label_zh: str, label_en: str) -> tuple[str, str]:
+    label_zh, label_en = " ".join(label_zh.split()), " ".join(label_en.split())
+    if not label_zh or not label_en:
+        raise ValidationFailed("validation_error", details={"field": "label_zh" if not label_zh else "label_en"})
+    return label_zh, label_en
+
+
+async def _disposition(session: Any, tenant_id: str, code: str, lang: str) -> DispositionCodeRead:
+    for found in await conversation_service.disposition_codes(session=session, tenant_id=tenant_id, lang=lang,
+                                                              include_inactive=True):
+        if found.code == code:
+            return found
+    raise NotFound("disposition_not_found")

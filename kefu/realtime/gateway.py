@@ -48,6 +48,7 @@ from kefu.events import types as ev
 from kefu.events.models import OutboxEvent
 from kefu.events.outbox import oldest_event_id, to_event
 from kefu.events.types import VISITOR_VISIBLE
+from kefu.realtime.audience import agent_may_see, watches_all
 from kefu.realtime.hub import (
     AGENT,
     CLOSE_FORBIDDEN,
@@ -450,7 +451,8 @@ class RealtimeSession:
 
 
 class AgentSession(RealtimeSession):
-    """Agents and integrations: every event of their tenant; they post replies and internal notes."""
+    """Agents and integrations: their tenant's events (plain agents a narrowed set, see audience.py); they
+    post replies and internal notes."""
 
     kind = AGENT
     token_field = "token"
@@ -466,7 +468,8 @@ class AgentSession(RealtimeSession):
         if not self.explicit_lang and principal.kind == "user":
             self.lang = principal.locale if principal.locale in ("zh", "en") else self.lang
         return {"kind": AGENT, "tenant_id": principal.tenant_id, "subject_id": principal.id,
-                "token_hash": token_hash(token)}
+                "token_hash": token_hash(token), "user_id": principal.user_id,
+                "watch_all": watches_all(principal_kind=principal.kind, role=principal.role)}
 
     def credential_expires_at(self) -> datetime | None:
         return self.principal.expires_at
@@ -480,6 +483,8 @@ class AgentSession(RealtimeSession):
                                          OutboxEvent.type.not_in(ev.INTERNAL))
 
     def replay_frame(self, conn: Connection, event: Any) -> str | None:
+        if not agent_may_see(event, user_id=conn.user_id, watch_all=conn.watch_all):
+            return None
         return dumps(event.frame())
 
     async def typing_target(self, conversation_id: str | None) -> tuple[str, str, str] | None:

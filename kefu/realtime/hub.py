@@ -2,7 +2,9 @@
 
 The bus calls ``Hub.dispatch`` synchronously for every committed event, so dispatch never awaits: it
 serialises the event once (once for agents, once in the visitor projection), and appends the text to each
-matching connection's bounded queue. One writer task per connection drains its queue, so a slow socket
+matching connection's bounded queue. Agent sockets are indexed by tenant, and plain agents also by user, so
+an event meant for one agent (kefu/realtime/audience.py) reaches that agent and the tenant's supervisors
+without looking at anyone else's sockets. One writer task per connection drains its queue, so a slow socket
 delays only itself; when its queue overflows it is closed with ``CLOSE_SLOW_CONSUMER`` and the client
 reconnects with ``resume_from``, which the outbox replay serves. Delivery is at least once (the outbox
 sweeper may publish an event twice), so each connection drops event ids it has already sent.
@@ -28,6 +30,7 @@ from kefu.events.types import (
     VISITOR_VISIBLE,
     DomainEvent,
 )
+from kefu.realtime.audience import agent_recipient
 
 if TYPE_CHECKING:
     from kefu.core.metrics import Metrics
@@ -58,16 +61,20 @@ def dumps(frame: dict[str, Any]) -> str:
 class Connection:
     """One registered WebSocket: its identity, bounded outbound queue, duplicate filter and writer task."""
 
-    __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "token_hash", "limit",
-                 "acked", "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer", "_hub", "_close_task")
+    __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "user_id", "watch_all",
+                 "token_hash", "limit", "acked", "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer",
+                 "_hub", "_close_task")
 
     def __init__(self, hub: Hub, websocket: WebSocket, *, kind: str, tenant_id: str, subject_id: str,
-                 contact_id: str | None = None, inbox_id: str | None = None, token_hash: str | None = None) -> None:
+                 contact_id: str | None = None, inbox_id: str | None = None, token_hash: str | None = None,
+                 user_id: str | None = None, watch_all: bool = True) -> None:
         self._hub = hub
         self.websocket = websocket
         self.kind = kind
         self.tenant_id = tenant_id
         self.subject_id = subject_id  # user / API key id, or visitor id
+        self.user_id = user_id  # the agent's user id (None for API keys and visitors)
+        self.watch_all = watch_all  # an agent socket that gets every event of the tenant (see audience.py)
         self.contact_id = contact_id
         self.inbox_id = inbox_id
         self.token_hash = token_hash  # of the credential it registered with, to close it when revoked
@@ -162,6 +169,14 @@ class Connection:
                 await writer
 
 
+def _discard(index: dict[Any, set[Connection]], key: Any, conn: Connection) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.discard(conn)
+        if not group:
+            del index[key]
+
+
 class Hub:
     """Registry of this node's connections by tenant (agents) and by contact (visitors)."""
 
@@ -169,7 +184,9 @@ class Hub:
         self.runtime = runtime
         self.metrics = metrics
         self.queue_limits = dict(DEFAULT_QUEUE_LIMITS)
-        self._agents: dict[str, set[Connection]] = {}
+        self._agents: dict[str, set[Connection]] = {}  # every agent socket, by tenant
+        self._watchers: dict[str, set[Connection]] = {}  # agent sockets that see the whole tenant
+        self._by_user: dict[tuple[str, str], set[Connection]] = {}  # the other agent sockets, by (tenant, user)
         self._visitors: dict[tuple[str, str], set[Connection]] = {}
         self._all: set[Connection] = set()
         self.event_counters = {kind: metrics.events.labels(kind) for kind in (AGENT, VISITOR)}
@@ -183,6 +200,10 @@ class Hub:
         """Subscribe a connection to live events (before its replay is read, so nothing falls in between)."""
         if conn.kind == AGENT:
             self._agents.setdefault(conn.tenant_id, set()).add(conn)
+            if conn.watch_all:
+                self._watchers.setdefault(conn.tenant_id, set()).add(conn)
+            else:
+                self._by_user.setdefault((conn.tenant_id, conn.user_id or ""), set()).add(conn)
         else:
             self._visitors.setdefault((conn.tenant_id, conn.contact_id or ""), set()).add(conn)
         self._all.add(conn)
@@ -193,13 +214,14 @@ class Hub:
             return
         self._all.discard(conn)
         self._gauges[conn.kind].dec()
-        key: Any = conn.tenant_id if conn.kind == AGENT else (conn.tenant_id, conn.contact_id or "")
-        index: dict[Any, set[Connection]] = self._agents if conn.kind == AGENT else self._visitors  # type: ignore[assignment]
-        group = index.get(key)
-        if group is not None:
-            group.discard(conn)
-            if not group:
-                del index[key]
+        if conn.kind == AGENT:
+            _discard(self._agents, conn.tenant_id, conn)
+            if conn.watch_all:
+                _discard(self._watchers, conn.tenant_id, conn)
+            else:
+                _discard(self._by_user, (conn.tenant_id, conn.user_id or ""), conn)
+        else:
+            _discard(self._visitors, (conn.tenant_id, conn.contact_id or ""), conn)
 
     @property
     def connection_count(self) -> int:
@@ -216,8 +238,15 @@ class Hub:
             return
         if agents:
             text = dumps(event.frame())
-            for conn in agents:
-                conn.offer(event.id, text)
+            recipient = agent_recipient(event)
+            if recipient is None:
+                for conn in agents:
+                    conn.offer(event.id, text)
+            else:
+                for conn in self._watchers.get(event.tenant_id, ()):
+                    conn.offer(event.id, text)
+                for conn in self._by_user.get((event.tenant_id, recipient), ()):
+                    conn.offer(event.id, text)
         if event.contact_id is None or event.type not in VISITOR_VISIBLE:
             return
         visitors = self._visitors.get((event.tenant_id, event.contact_id))

@@ -120,3 +120,50 @@ async def test_concurrent_first_sessions_of_one_customer_make_one_contact(db_url
         assert len(set(contact_ids)) == 1
     finally:
         await runtime.engine.dispose()
+
+
+async def test_a_batch_into_existing_conversations_saves_each_one_once(db_url: str) -> None:
+    """Existing conversations are updated by the batch writer itself: counts, preview, a pending one reopened,
+    and the version the events carry is the version stored."""
+    runtime = build_runtime(make_settings(db_url))
+    try:
+        uow = runtime.unit_of_work()
+        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"e-{uuid.uuid4().hex[:10]}",
+                                                                              name="existing"))
+        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        claims = []
+        for _ in range(2):
+            session = await channel_actions.do_start_widget_session(
+                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="en")
+            claims.append(visitor_tokens.verify(runtime.settings.secret_key, session.visitor_token))
+        await uow.commit()
+        await uow.session.close()
+        a, b = claims
+        post = channel_actions.VisitorPost
+        await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, [
+            post(claims=a, body="first a", client_message_id="a1"), post(claims=b, body="first b", client_message_id="b1")])
+        async with runtime.sessionmaker() as session:
+            parked = await session.scalar(select(Conversation).where(Conversation.contact_id == b.contact_id))
+            parked.status = "pending"
+            await session.commit()
+
+        outcomes = await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, [
+            post(claims=a, body="again a", client_message_id="a2"),
+            post(claims=b, body="back again", client_message_id="b2"),
+            post(claims=a, body="last a", client_message_id="a3"),
+        ])
+        assert [o[1] for o in outcomes] == [True, True, True]
+        async with runtime.sessionmaker() as session:
+            stored = {c.contact_id: c for c in await session.scalars(select(Conversation).where(
+                Conversation.contact_id.in_([a.contact_id, b.contact_id])))}
+            events = (await session.scalars(select(OutboxEvent).where(
+                OutboxEvent.conversation_id.in_([c.id for c in stored.values()]),
+                OutboxEvent.type == "message.created").order_by(OutboxEvent.id))).all()
+        conv_a, conv_b = stored[a.contact_id], stored[b.contact_id]
+        assert (conv_a.message_count, conv_a.last_message_preview, conv_a.status) == (3, "last a", "open")
+        assert (conv_b.message_count, conv_b.last_message_preview, conv_b.status) == (2, "back again", "open")
+        latest = {e.conversation_id: e.data["conversation"] for e in events}
+        assert latest[conv_a.id]["version"] == conv_a.version and latest[conv_b.id]["version"] == conv_b.version
+        assert latest[conv_b.id]["status"] == "open"
+    finally:
+        await runtime.engine.dispose()

@@ -124,3 +124,29 @@ async def test_duplicate_client_work_in_one_batch_fails_alone(rt) -> None:
         return_exceptions=True,
     )
     assert isinstance(results[0], Tenant) and isinstance(results[1], Exception)
+
+
+async def test_a_batch_of_events_gets_ids_in_emit_order_matching_the_stored_rows(rt) -> None:
+    """The ids handed to subscribers are the rows' ids, ascending in emit order, also after a savepoint that
+    was rolled back, and a second unit of work continues after them (no id handed out twice)."""
+    tenant_id = await _tenant(rt)
+    uow = rt.unit_of_work()
+    for n in range(300):
+        uow.emit(f"test.n{n % 7}", tenant_id=tenant_id, data={"n": n})
+    marker = uow.mark()
+    uow.emit("test.discarded", tenant_id=tenant_id, data={})
+    uow.discard_since(marker)
+    first = await uow.commit()
+    await uow.session.close()
+    second_uow = rt.unit_of_work()
+    second_uow.emit("test.after", tenant_id=tenant_id, data={"n": 300})
+    second = await second_uow.commit()
+    await second_uow.session.close()
+    events = first + second
+    assert [e.data["n"] for e in events] == list(range(301))
+    assert [e.id for e in events] == sorted({e.id for e in events})
+    async with rt.sessionmaker() as session:
+        rows = {r.id: r for r in await session.scalars(select(OutboxEvent).where(OutboxEvent.tenant_id == tenant_id))}
+    assert sorted(rows) == [e.id for e in events]
+    assert all(rows[e.id].type == e.type and rows[e.id].data == e.data for e in events)
+    assert [e.id for e in rt.extras["received"] if e.tenant_id == tenant_id] == [e.id for e in events]
