@@ -22,7 +22,10 @@ export function App() {
     setExpired(false);
     setSession(s);
   };
-  const signOut = (becauseExpired: boolean) => {
+  // Only the session that ended signs out: a request of an earlier, already replaced session that comes back
+  // 401 after the agent signed in again must not throw the new session away.
+  const signOut = (becauseExpired: boolean, token: string) => {
+    if (loadSession()?.token !== token) return;
     saveSession(null);
     setExpired(becauseExpired);
     setSession(null);
@@ -106,9 +109,9 @@ function Login({ onSignedIn, expired }: { onSignedIn: (s: Session) => void; expi
   );
 }
 
-function WorkspaceScreen({ session, onSignOut }: { session: Session; onSignOut: (expired: boolean) => void }) {
+function WorkspaceScreen({ session, onSignOut }: { session: Session; onSignOut: (expired: boolean, token: string) => void }) {
   const { t } = useT();
-  const ws = useMemo(() => new Workspace(session, () => localeStore.get(), () => onSignOut(true)), [session.token]);
+  const ws = useMemo(() => new Workspace(session, () => localeStore.get(), () => onSignOut(true, session.token)), [session.token]);
   const [tab, setTab] = useState<"inbox" | "supervisor">(() =>
     location.hash === "#supervisor" ? "supervisor" : "inbox");
   const extra = useStore(ws.extra);
@@ -144,7 +147,7 @@ function WorkspaceScreen({ session, onSignOut }: { session: Session; onSignOut: 
     } catch {
       /* the token is dropped either way */
     }
-    onSignOut(false);
+    onSignOut(false, session.token);
   };
 
   const canSupervise = session.role === "supervisor" || session.role === "admin";
