@@ -188,6 +188,7 @@ async def ensure_tenant_pipeline(*, session: AsyncSession, tenant_id: str) -> Nl
     """
     if not registry.has_default():
         # First use in this process: load (or train) off the event loop.
+        await _end_read_transaction(session)
         await asyncio.to_thread(registry.default)
     now = time.monotonic()
     if now - _checked.get(tenant_id, -1e9) < MODEL_CHECK_SECONDS:
@@ -202,6 +203,7 @@ async def ensure_tenant_pipeline(*, session: AsyncSession, tenant_id: str) -> Nl
     async with lock:
         if _is_stale(registry.tenant_state(tenant_id), model):
             examples, patterns = await training_data(session=session, tenant_id=tenant_id)
+            await _end_read_transaction(session)
             pipeline = await asyncio.to_thread(build_pipeline, examples=examples, patterns=patterns,
                                                version=model.version)
             if model.data_hash and training_data_hash(examples=examples, patterns=patterns) != model.data_hash:
@@ -210,6 +212,15 @@ async def ensure_tenant_pipeline(*, session: AsyncSession, tenant_id: str) -> Nl
                 log.info("nlu model reloaded from data newer than its version", extra={"tenant_id": tenant_id})
             registry.install(tenant_id, model.version, pipeline, model.data_hash)
     return registry.for_tenant(tenant_id)
+
+
+async def _end_read_transaction(session: AsyncSession) -> None:
+    """Training takes seconds: a read transaction left open meanwhile would hold SQLite's write lock (every
+    transaction there starts with BEGIN IMMEDIATE) and make every writer of the database wait, or fail after
+    the busy timeout on a loaded machine. Only a session without pending changes is ended (its objects stay
+    loaded: the session does not expire them on commit)."""
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        await session.commit()
 
 
 def _is_stale(loaded: tuple[int, str | None] | None, model: NluModel) -> bool:
