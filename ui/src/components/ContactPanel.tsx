@@ -24,7 +24,7 @@ export function ContactPanel({ ws }: { ws: Workspace }) {
       {contact && contact.vip_level > 0 && <p class="vip" data-testid="vip">{t("contact.vip", { n: contact.vip_level })}</p>}
       {contact && (
         <dl class="facts">
-          {contact.email && <><dt>Email</dt><dd>{contact.email}</dd></>}
+          {contact.email && <><dt>{t("contact.email")}</dt><dd>{contact.email}</dd></>}
           {contact.phone && <><dt>☎</dt><dd>{contact.phone}</dd></>}
           {attributes.map(([k, v]) => <><dt key={k}>{k}</dt><dd>{String(v)}</dd></>)}
         </dl>
@@ -34,7 +34,7 @@ export function ContactPanel({ ws }: { ws: Workspace }) {
           <h3>{t("contact.identities")}</h3>
           <ul class="identities">
             {contact.identities.map((i) => (
-              <li key={i.id}><span class="kind">{i.kind}</span> {i.value} {i.verified && <span title="verified">✔</span>}</li>
+              <li key={i.id}><span class="kind">{i.kind}</span> {i.value} {i.verified && <span title={t("contact.verified")} aria-label={t("contact.verified")}>✔</span>}</li>
             ))}
           </ul>
         </section>

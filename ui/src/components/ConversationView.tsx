@@ -370,7 +370,7 @@ function Composer({ ws, conv }: { ws: Workspace; conv: Conversation }) {
       {suggestions && (suggestions.intent || suggestions.items.length > 0) && (
         <div class="suggestions" role="group" aria-label={t("composer.suggestions")} data-testid="suggestions">
           <span class="muted">{t("composer.suggestions")}:</span>
-          {suggestions.intent && <span class="intent" title="intent">{suggestions.intent}</span>}
+          {suggestions.intent && <span class="intent" title={t("composer.intent")}>{suggestions.intent}</span>}
           {suggestions.items.map((s) => (
             <button type="button" key={s.id} class="chip" title={s.text} onClick={() => { change(s.text); area.current?.focus(); }}>
               {s.title}
