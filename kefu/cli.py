@@ -58,6 +58,7 @@ def _print_demo(info, settings: Settings) -> None:  # type: ignore[no-untyped-de
         table.add_row(role, email, password)
     console.print(table)
     base = settings.public_url.rstrip("/")
+    console.print(f"Agent workspace 坐席工作台: [bold]{base}/app/[/bold]")
     console.print(f"Shop page with the chat widget 带客服挂件的商城页面: [bold]{base}/demo/shop[/bold]")
     console.print(f"API docs 接口文档: {base}/docs    Inbox 渠道: {info.inbox_id}")
 

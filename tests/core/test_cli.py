@@ -27,7 +27,7 @@ def test_demo_seed_is_idempotent_and_refused_in_production(tmp_path: Path) -> No
     first = subprocess.run([KEFU, "demo", "seed"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "admin@demo.kefu.local" in first.stdout and "kefu-agent-demo" in first.stdout
-    assert "/demo/shop" in first.stdout
+    assert "/demo/shop" in first.stdout and "/app/" in first.stdout  # the shop page and the workspace
     second = subprocess.run([KEFU, "demo", "seed"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and second.stdout.count("@demo.kefu.local") == first.stdout.count("@demo.kefu.local")
     prod = subprocess.run([KEFU, "demo", "seed"], capture_output=True, text=True, timeout=120,
