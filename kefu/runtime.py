@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from kefu.core.db import create_engine, create_sessionmaker
+from kefu.core.db import close_engine, create_engine, create_sessionmaker
 from kefu.core.ids import new_id
 from kefu.core.settings import Settings
 from kefu.events.bus import EventBus, create_bus
@@ -41,7 +41,7 @@ class Runtime:
         await self.committer.drain()
         await self.relay.stop()
         await self.bus.stop()
-        await self.engine.dispose()
+        await close_engine(self.engine)
 
 
 def build_runtime(settings: Settings) -> Runtime:

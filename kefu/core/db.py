@@ -7,6 +7,8 @@ with a stale snapshot, timezone-aware UTC datetimes on both.
 
 from __future__ import annotations
 
+import logging
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +67,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# The raw connections each SQLite engine opened (see ``close_engine``).
+_SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the async engine with the per-dialect settings described in the module docstring."""
     url = normalise_url(url)
@@ -72,8 +78,16 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # hide_parameters: a failing statement is logged without its values (message bodies, PII).
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
 
+        opened: set[Any] = set()
+        _SQLITE_CONNECTIONS[engine.sync_engine] = opened
+
+        @event.listens_for(engine.sync_engine, "close")
+        def _sqlite_closed(dbapi_connection: Any, _record: Any) -> None:
+            opened.discard(dbapi_connection)
+
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            opened.add(dbapi_connection)
             # Let us issue BEGIN ourselves (see below) instead of the driver's implicit deferred BEGIN.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
@@ -92,6 +106,26 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
                                hide_parameters=True)
+
+
+async def close_engine(engine: AsyncEngine) -> None:
+    """Dispose of the engine and, on SQLite, close connections the pool no longer knows about.
+
+    A task cancelled in the middle of a statement (workers at shutdown) can leave its connection outside the
+    pool with its ``BEGIN IMMEDIATE`` transaction open: the database's write lock would then stay taken for
+    every other process until this one exits. Closing the connection rolls that transaction back.
+    """
+    await engine.dispose()
+    opened = _SQLITE_CONNECTIONS.get(engine.sync_engine, set())
+    for connection in list(opened):
+        opened.discard(connection)
+        raw = getattr(connection, "_connection", None)  # the aiosqlite connection under SQLAlchemy's adapter
+        if raw is None:
+            continue
+        try:
+            await raw.close()
+        except Exception:  # already closed, or its thread is gone: nothing left to release
+            logging.getLogger(__name__).debug("closing a leftover SQLite connection failed", exc_info=True)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
