@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from kefu.core.errors import NotFound
+from kefu.core.ids import has_prefix
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -130,3 +133,13 @@ async def close_engine(engine: AsyncEngine) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+async def get_scoped(session: AsyncSession, model: type[Any], row_id: str, *, tenant_id: str, code: str,
+                     prefix: str | None = None) -> Any:
+    """The tenant's row ``row_id`` of ``model``, or ``NotFound(code)``: another tenant's id answers exactly like
+    a missing one. ``prefix``: ids of another kind are refused without a query."""
+    row = await session.get(model, row_id) if prefix is None or has_prefix(row_id, prefix) else None
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound(code)
+    return row

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.auth import service as auth_service
 from kefu.core.clock import isoformat, utcnow
+from kefu.core.db import get_scoped
 from kefu.core.errors import NotFound
-from kefu.core.ids import has_prefix
 from kefu.routing import policies
 from kefu.routing.models import AgentProfile, Offer, Queue, Task, Workflow
 from kefu.routing.schemas import (
@@ -41,38 +41,23 @@ async def access_user_for_agent(*, session: AsyncSession, tenant_id: str, agent_
 
 
 async def access_agent(*, session: AsyncSession, tenant_id: str, agent_id: str) -> AgentProfile:
-    profile = await session.get(AgentProfile, agent_id) if has_prefix(agent_id, "usr") else None
-    if profile is None or profile.tenant_id != tenant_id:
-        raise NotFound("agent_not_found")
-    return profile
+    return await get_scoped(session, AgentProfile, agent_id, tenant_id=tenant_id, code="agent_not_found", prefix="usr")
 
 
 async def access_queue(*, session: AsyncSession, tenant_id: str, queue_id: str) -> Queue:
-    queue = await session.get(Queue, queue_id) if has_prefix(queue_id, "que") else None
-    if queue is None or queue.tenant_id != tenant_id:
-        raise NotFound("queue_not_found")
-    return queue
+    return await get_scoped(session, Queue, queue_id, tenant_id=tenant_id, code="queue_not_found", prefix="que")
 
 
 async def access_workflow(*, session: AsyncSession, tenant_id: str, workflow_id: str) -> Workflow:
-    workflow = await session.get(Workflow, workflow_id) if has_prefix(workflow_id, "wf") else None
-    if workflow is None or workflow.tenant_id != tenant_id:
-        raise NotFound("workflow_not_found")
-    return workflow
+    return await get_scoped(session, Workflow, workflow_id, tenant_id=tenant_id, code="workflow_not_found", prefix="wf")
 
 
 async def access_task(*, session: AsyncSession, tenant_id: str, task_id: str) -> Task:
-    task = await session.get(Task, task_id) if has_prefix(task_id, "tsk") else None
-    if task is None or task.tenant_id != tenant_id:
-        raise NotFound("task_not_found")
-    return task
+    return await get_scoped(session, Task, task_id, tenant_id=tenant_id, code="task_not_found", prefix="tsk")
 
 
 async def access_offer(*, session: AsyncSession, tenant_id: str, offer_id: str) -> Offer:
-    offer = await session.get(Offer, offer_id) if has_prefix(offer_id, "off") else None
-    if offer is None or offer.tenant_id != tenant_id:
-        raise NotFound("offer_not_found")
-    return offer
+    return await get_scoped(session, Offer, offer_id, tenant_id=tenant_id, code="offer_not_found", prefix="off")
 
 
 async def live_task_of(*, session: AsyncSession, tenant_id: str, conversation_id: str,
