@@ -14,17 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kefu.attachments import policies
 from kefu.attachments.models import Attachment
 from kefu.attachments.schemas import AttachmentLink, AttachmentRead
-from kefu.core.errors import NotFound
+from kefu.core.db import get_scoped
 
 CONTENT_PATH = "/api/v1/attachments/{id}/content"
 
 
 async def access_attachment(*, session: AsyncSession, tenant_id: str, attachment_id: str) -> Attachment:
     """Load an attachment of the caller's tenant; another tenant's answers exactly like a missing one."""
-    attachment = await session.get(Attachment, attachment_id) if isinstance(attachment_id, str) else None
-    if attachment is None or attachment.tenant_id != tenant_id:
-        raise NotFound("attachment_not_found")
-    return attachment
+    return await get_scoped(session, Attachment, attachment_id, tenant_id=tenant_id, code="attachment_not_found")
 
 
 async def get_unscoped(*, session: AsyncSession, attachment_id: str) -> Attachment | None:

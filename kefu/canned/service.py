@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kefu.canned.models import CannedResponse
 from kefu.canned.policies import SHARED
 from kefu.canned.schemas import CannedResponseRead
+from kefu.core.db import like_escaped
 from kefu.core.errors import NotFound
 
 
@@ -26,7 +27,7 @@ async def access_canned(*, session: AsyncSession, tenant_id: str, user_id: str |
 
 
 def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return "%" + like_escaped(text) + "%"
 
 
 async def list_canned(
@@ -48,7 +49,7 @@ async def list_canned(
     elif scope == "personal":
         query = query.where(CannedResponse.owner_key == (user_id or "-"))
     if shortcut_prefix:
-        prefix = shortcut_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        prefix = like_escaped(shortcut_prefix) + "%"
         query = query.where(CannedResponse.shortcut.like(prefix, escape="\\"))
     if q:
         pattern = _like(q.lower())

@@ -22,6 +22,7 @@ from kefu.conversations.models import (
     Message,
 )
 from kefu.conversations.schemas import ConversationRead, DispositionCodeRead, MessageRead
+from kefu.core.db import like_escaped
 from kefu.core.errors import NotFound
 
 
@@ -80,7 +81,7 @@ async def list_conversations(
         query = query.where(Conversation.id.in_(select(ConversationTag.conversation_id).where(
             ConversationTag.tenant_id == tenant_id, ConversationTag.tag == tag)))
     if text is not None:
-        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + like_escaped(text.lower()) + "%"
         query = query.where(or_(
             func.lower(Conversation.subject).like(pattern, escape="\\"),
             Conversation.id.in_(select(Message.conversation_id).where(

@@ -143,3 +143,8 @@ async def get_scoped(session: AsyncSession, model: type[Any], row_id: str, *, te
     if row is None or row.tenant_id != tenant_id:
         raise NotFound(code)
     return row
+
+
+def like_escaped(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (use with ``escape="\\"``): a search for "50%" means 50%."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

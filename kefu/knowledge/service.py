@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.conversations import service as conversation_service
 from kefu.core.clock import utcnow
+from kefu.core.db import get_scoped
 from kefu.core.errors import NotFound, ValidationFailed
 from kefu.knowledge import policies
 from kefu.knowledge.index import Hit, IndexedEntry, SearchIndex
@@ -68,17 +69,11 @@ _build_locks: dict[tuple[int, str], asyncio.Lock] = {}
 
 
 async def access_entry(*, session: AsyncSession, tenant_id: str, entry_id: str) -> KbEntry:
-    entry = await session.get(KbEntry, entry_id)
-    if entry is None or entry.tenant_id != tenant_id:
-        raise NotFound("kb_entry_not_found")
-    return entry
+    return await get_scoped(session, KbEntry, entry_id, tenant_id=tenant_id, code="kb_entry_not_found")
 
 
 async def access_answer(*, session: AsyncSession, tenant_id: str, answer_id: str) -> KbQuery:
-    query = await session.get(KbQuery, answer_id)
-    if query is None or query.tenant_id != tenant_id:
-        raise NotFound("kb_answer_not_found")
-    return query
+    return await get_scoped(session, KbQuery, answer_id, tenant_id=tenant_id, code="kb_answer_not_found")
 
 
 def entry_read(entry: KbEntry) -> EntryRead:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kefu.core.errors import NotFound
+from kefu.core.db import get_scoped
 from kefu.nlp.entities import DEFAULT_ORDER_PATTERNS, OrderPattern, Product, compile_tenant_pattern
 from kefu.nlp.intents import DEFAULT_INTENTS, LinearIntentTrainer, default_examples
 from kefu.nlp.models import NluExample, NluIntent, NluModel, NluOrderPattern
@@ -67,24 +67,15 @@ _training: dict[str, asyncio.Lock] = {}
 
 async def access_intent(*, session: AsyncSession, tenant_id: str, intent_id: str) -> NluIntent:
     """Load a custom intent of the tenant; another tenant's id answers like a missing one."""
-    intent = await session.get(NluIntent, intent_id)
-    if intent is None or intent.tenant_id != tenant_id:
-        raise NotFound("nlu_intent_not_found")
-    return intent
+    return await get_scoped(session, NluIntent, intent_id, tenant_id=tenant_id, code="nlu_intent_not_found")
 
 
 async def access_example(*, session: AsyncSession, tenant_id: str, example_id: str) -> NluExample:
-    example = await session.get(NluExample, example_id)
-    if example is None or example.tenant_id != tenant_id:
-        raise NotFound("nlu_example_not_found")
-    return example
+    return await get_scoped(session, NluExample, example_id, tenant_id=tenant_id, code="nlu_example_not_found")
 
 
 async def access_order_pattern(*, session: AsyncSession, tenant_id: str, pattern_id: str) -> NluOrderPattern:
-    pattern = await session.get(NluOrderPattern, pattern_id)
-    if pattern is None or pattern.tenant_id != tenant_id:
-        raise NotFound("nlu_pattern_not_found")
-    return pattern
+    return await get_scoped(session, NluOrderPattern, pattern_id, tenant_id=tenant_id, code="nlu_pattern_not_found")
 
 
 async def custom_intent_by_name(*, session: AsyncSession, tenant_id: str, name: str) -> NluIntent | None:
