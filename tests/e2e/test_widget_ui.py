@@ -47,8 +47,10 @@ async def test_image_upload_and_typing_both_ways(server: LiveServer, tenant: Ten
     agent_image = agent.get_by_test_id("messages").locator("[data-sender=customer] img.thumb")
     await expect(agent_image).to_have_count(1, timeout=10_000)
     await expect(agent_image).to_have_attribute("alt", "damage.png")
-    loaded = await agent_image.evaluate("img => img.complete && img.naturalWidth")
-    assert loaded == 4, "the agent's browser loaded the picture through its signed URL"
+    # The picture loads through its signed URL (decoding finishes after the element appears, so wait for it).
+    loaded = await agent.wait_for_function("img => img.complete && img.naturalWidth === 4",
+                                           arg=await agent_image.element_handle(), timeout=10_000)
+    assert await loaded.json_value() is True, "the agent's browser loaded the picture through its signed URL"
 
     # Typing indicators: the customer's reach the agent, the agent's reach the customer.
     await kefu(customer, "input").press_sequentially("is it covered", delay=20)
