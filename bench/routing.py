@@ -11,9 +11,12 @@ For each database and each of ``--runs`` runs, on a fresh database:
     task's commit (ready) to its offer's commit, p50 and p99, after ``--warmup`` arrivals (the first arrival
     of each queue × language combination fills an eligibility-cache entry: the task-free part of the queue's
     expression once per queue, then the language test over the ~100 agents with that skill).
+Like a node's start-up (``Runtime.start``), each run checkpoints SQLite's WAL from a background thread and the
+process freezes its start-up heap out of the garbage collector (once); ``--baseline`` runs without both and
+with SQLite's default auto-checkpoint (1,000 pages), to compare back to back with the configuration before.
 Also runs ``kefu routing simulate`` once for a reference point. Medians over runs are printed with the core
 count. Usage: ``.venv/bin/python bench/routing.py [--runs 3] [--tasks 20000] [--agents 1000] [--queues 50]
-[--latency-tasks 500] [--databases sqlite postgres] [--latency-only]``.
+[--latency-tasks 500] [--databases sqlite postgres] [--latency-only] [--baseline]``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from kefu.auth.models import User  # noqa: E402
+from kefu.core import db  # noqa: E402
 from kefu.core.clock import utcnow  # noqa: E402
 from kefu.core.ids import new_id  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
@@ -43,7 +47,7 @@ from kefu.core.settings import Settings  # noqa: E402
 from kefu.routing import actions, policies, service  # noqa: E402
 from kefu.routing.models import AgentProfile, Offer, Task  # noqa: E402
 from kefu.routing.schemas import QueueCreate, TargetIn, WorkflowCreate  # noqa: E402
-from kefu.runtime import build_runtime  # noqa: E402
+from kefu.runtime import build_runtime, freeze_startup_heap  # noqa: E402
 from kefu.tenants.models import Tenant  # noqa: E402
 
 PG_ADMIN = os.environ.get("KEFU_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -185,6 +189,10 @@ async def latency(runtime, *, agents: int, queues: int, count: int, seed: int,  
 
 async def one_run(url: str, args: argparse.Namespace, seed: int) -> dict[str, float]:
     runtime = build_runtime(Settings(database_url=url, environment="test", log_level="WARNING"))
+    if not args.baseline:  # what Runtime.start does besides starting the bus and the outbox relay
+        if runtime.checkpointer is not None:
+            runtime.checkpointer.start()
+        freeze_startup_heap()
     try:
         rate = pure = float("nan")
         if not args.latency_only:
@@ -193,6 +201,8 @@ async def one_run(url: str, args: argparse.Namespace, seed: int) -> dict[str, fl
         samples = await latency(runtime, agents=args.agents, queues=args.queues, count=args.latency_tasks, seed=seed,
                                 warmup=args.warmup)
     finally:
+        if runtime.checkpointer is not None:
+            runtime.checkpointer.stop()
         await runtime.engine.dispose()
     return {"persisted_per_s": rate, "decisions_per_s": pure, "p50_ms": pct(samples, 50), "p99_ms": pct(samples, 99)}
 
@@ -233,9 +243,13 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="arrivals routed before latency is measured")
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--latency-only", action="store_true", help="skip the throughput part and the simulator")
+    parser.add_argument("--baseline", action="store_true",
+                        help="no background WAL checkpoints, SQLite's default auto-checkpoint, no gc freeze")
     args = parser.parse_args()
+    if args.baseline:
+        db.SQLITE_AUTOCHECKPOINT_PAGES = 1000
     print(f"cores: {os.cpu_count()}  agents: {args.agents}  queues: {args.queues}  tasks: {args.tasks}  "
-          f"runs: {args.runs} (medians)")
+          f"runs: {args.runs} (medians){'  BASELINE' if args.baseline else ''}")
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.databases:
             runs = []

@@ -70,6 +70,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# WAL checkpoints copy the log into the database file and fsync both: 5–80 ms that SQLite's default makes the
+# commit which crosses 1,000 pages pay. A started runtime checkpoints in a thread of its own instead
+# (``kefu.runtime.WalCheckpointer``); this higher threshold is only the safety net for processes without one.
+# Checkpoints never drop a committed write, whoever runs them. The size limit truncates a WAL file a burst
+# has grown when the log next starts over.
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 # The raw connections each SQLite engine opened (see ``close_engine``).
 _SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
 
@@ -98,6 +106,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
+            cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_SIZE_LIMIT}")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

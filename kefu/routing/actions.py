@@ -8,8 +8,10 @@ dropped and the task waits for the next pass. SQLite's ``BEGIN IMMEDIATE`` seria
 other write of a task (accept, reject, expiry, transfer, release, manual assignment, attribute update) first
 takes the task's row lock and decides on the row as it is then (``_lock_task``); offers change by conditional
 UPDATEs on their status, so an accept racing an expiry, a transfer or a release has exactly one winner. Lock
-order everywhere: the task, then its offers, then agents (the pass: tasks, then the chosen agents in id
-order). A manual assignment also takes its agent's row lock and writes that row, as a pass does, so a pass
+order everywhere: the conversation, then its task, then the task's offers, then agents (the pass: tasks, then
+the chosen agents in id order, then the conversations of auto-accepted offers, skipping those locked). The
+conversation comes first because the conversation actions write its row before they sync its task. A manual
+assignment also takes its agent's row lock and writes that row, as a pass does, so a pass
 confirming the same agent re-reads the agent's load (``_claim_agent``)."""
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ async def _lock_task(session: AsyncSession, task: Task) -> Task:
         await session.execute(select(Task).where(Task.id == task.id).with_for_update()
                               .execution_options(populate_existing=True))
     return task
+
+
+async def _lock_conversation(session: AsyncSession, tenant_id: str, conversation_id: str | None) -> None:
+    """PostgreSQL: take a conversation's row lock before its task's, for a write that changes both (accept,
+    transfer). Conversation actions write the conversation row, then lock its task (``do_sync_conversation``);
+    taking the two in the other order would let PostgreSQL abort one of the two writers as a deadlock."""
+    if conversation_id is None or not _is_postgres(session):
+        return
+    from kefu.conversations import service as conversation_service
+
+    conversation = await conversation_service.access_conversation(session=session, tenant_id=tenant_id,
+                                                                  conversation_id=conversation_id)
+    await session.refresh(conversation, with_for_update=True)
 
 
 async def _claim_agent(session: AsyncSession, agent_id: str | None) -> None:
@@ -509,6 +524,7 @@ async def do_transfer_task(uow: UnitOfWork, *, task: Task, queue_id: str | None,
     if (queue_id is None) == (agent_id is None):
         raise ValidationFailed("invalid_transfer", details={"fields": ["queue_id", "agent_id"]})
     seen = (task.version, task.status, task.agent_id)
+    await _lock_conversation(session, task.tenant_id, task.conversation_id)  # lock order: conversation, task
     await _lock_task(session, task)
     if (task.version, task.status, task.agent_id) != seen:
         raise PreconditionFailed(details={"current_version": task.version}, current_version=task.version)
@@ -577,7 +593,10 @@ async def do_accept_offer(uow: UnitOfWork, *, offer: Offer, agent_id: str | None
         raise Conflict("offer_not_pending", details={"status": offer.status}, state=offer.status)
     if offer.expires_at <= now:
         raise Conflict("offer_expired", details={"expires_at": offer.expires_at.isoformat()})
-    await _lock_task_row(session, offer.task_id)  # lock order: task, then offer (as transfers and releases)
+    if not force and _is_postgres(session):  # (the pass locks the conversations of auto-accepted offers itself)
+        conversation_id = await session.scalar(select(Task.conversation_id).where(Task.id == offer.task_id))
+        await _lock_conversation(session, offer.tenant_id, conversation_id)
+    await _lock_task_row(session, offer.task_id)  # lock order: conversation, task, then offer
     won = await session.execute(update(Offer).where(Offer.id == offer.id, Offer.status == "pending")
                                 .values(status="accepted", responded_at=now))
     if won.rowcount != 1:  # type: ignore[attr-defined]
@@ -882,6 +901,28 @@ async def _confirm(session: AsyncSession, cache: AgentCache, decisions: list[pol
     return kept, len(kept) < len(decisions)
 
 
+_LOCK_CONVERSATIONS = text("SELECT id FROM conversations WHERE id = ANY(CAST(:ids AS varchar[])) ORDER BY id "
+                           "FOR UPDATE SKIP LOCKED")
+
+
+async def _lock_auto_accepted(session: AsyncSession, cache: AgentCache, decisions: list[policies.Decision],
+                              queue_views: dict[str, policies.QueueView],
+                              by_id: dict[str, dict[str, Any]]) -> list[policies.Decision]:
+    """PostgreSQL: lock the conversations that auto-accepted offers will assign, skipping those another
+    transaction holds, and drop those decisions (the task waits for the next pass). The pass already holds
+    the tasks' locks, so waiting here for a conversation action that waits for one of those tasks would be
+    a deadlock. The dropped decisions' agents are re-read at the next pass (the cache counted the offer)."""
+    wanted = {by_id[d.task_id]["conversation_id"] for d in decisions
+              if d.queue_id in queue_views and queue_views[d.queue_id].auto_accept and by_id[d.task_id]["conversation_id"]}
+    if not wanted:
+        return decisions
+    conn = await session.connection()
+    locked = set((await conn.execute(_LOCK_CONVERSATIONS, {"ids": sorted(wanted)})).scalars())
+    skipped = wanted - locked
+    cache.mark(*(d.agent_id for d in decisions if by_id[d.task_id]["conversation_id"] in skipped))
+    return [d for d in decisions if by_id[d.task_id]["conversation_id"] not in skipped]
+
+
 async def route_tenant(uow: UnitOfWork, *, tenant_id: str, now: datetime | None = None,
                        default_locale: str = "en", housekeeping: bool = True) -> int:
     """One routing pass for a tenant inside the caller's transaction; returns the number of offers made.
@@ -932,6 +973,9 @@ async def route_tenant(uow: UnitOfWork, *, tenant_id: str, now: datetime | None 
             break
         done = {d.task_id for d in kept}
         todo = [t for t in todo if t.id not in done]  # decide again with what the locks showed
+    if _is_postgres(session) and any(queue_views[d.queue_id].auto_accept for d in decisions
+                                     if d.queue_id in queue_views):
+        decisions = await _lock_auto_accepted(session, cache, decisions, queue_views, by_id)
     decided = {d.task_id for d in decisions}
     moved = [{"b_id": p.task_id, "b_queue": p.queue_id, "b_step": p.step} for p in placements.values()
              if p.task_id not in decided and (p.queue_id, p.step) != (by_id[p.task_id]["queue_id"],

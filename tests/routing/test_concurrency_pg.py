@@ -284,3 +284,152 @@ async def test_a_pass_sees_a_manual_assignment_committed_while_it_confirms(postg
         assert (task.status, task.agent_id) == ("waiting", None)
     finally:
         await runtime.engine.dispose()
+
+
+
+# --- lock order between conversation actions and routing writes ------------------------------------------------
+
+async def _race_after_conversation_write(runtime: Runtime, monkeypatch: Any, *, tenant_id: str, conversation_id: str,
+                                         action: Callable[[Any, Any], Awaitable[Any]],
+                                         racer: Callable[[Any], Awaitable[Any]]) -> tuple[Any, Any]:
+    """Run the conversation ``action(uow, conversation)`` until it has written the conversation row and is about
+    to lock the routing task (``do_sync_conversation``); start ``racer(uow)`` in another transaction, let the
+    action go on once the racer waits on a lock (or finished), and return both outcomes (result or error)."""
+    action_uow, racer_uow = runtime.unit_of_work(), runtime.unit_of_work()
+    reached, resume = asyncio.Event(), asyncio.Event()
+    sync = routing_actions.do_sync_conversation
+
+    async def paused_sync(uow: Any, **kwargs: Any) -> Any:
+        if uow is action_uow:
+            reached.set()
+            await resume.wait()
+        return await sync(uow, **kwargs)
+
+    monkeypatch.setattr(routing_actions, "do_sync_conversation", paused_sync)
+
+    async def outcome(uow: Any, work: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            result = await work()
+            await uow.commit()
+            return result
+        except Exception as exc:  # noqa: BLE001 - the test looks at what each side got
+            return exc
+
+    async def run_action() -> Any:
+        conversation = await conversation_service.access_conversation(
+            session=action_uow.session, tenant_id=tenant_id, conversation_id=conversation_id)
+        return await action(action_uow, conversation)
+
+    try:
+        first = asyncio.create_task(outcome(action_uow, run_action))
+        await asyncio.wait_for(reached.wait(), 20)
+        pid = await _backend_pid(racer_uow)
+        second = asyncio.create_task(outcome(racer_uow, lambda: racer(racer_uow)))
+        await _until_waiting_or_done(runtime, pid, second)
+        resume.set()
+        return await asyncio.wait_for(first, 20), await asyncio.wait_for(second, 20)
+    finally:
+        await action_uow.session.close()
+        await racer_uow.session.close()
+
+
+async def _offered_conversation(runtime: Runtime, **queue: Any) -> tuple[Engine, str, str]:
+    """A tenant with one agent and a customer's conversation whose task is offered to (or, with ``auto_accept``,
+    waiting for) that agent; returns (engine, conversation id, task id)."""
+    engine = Engine(runtime, await create_tenant(runtime))
+    await engine.agent(chat=1)
+    await engine.workflow({"queue_id": await engine.queue(offer_timeout_seconds=600, **queue)})
+    conversation_id, _contact = await start_conversation(runtime, engine.tenant)
+    engine.advance(1)
+    async with runtime.sessionmaker() as session:
+        task_id = await session.scalar(select(Task.id).where(Task.conversation_id == conversation_id))
+    return engine, conversation_id, task_id
+
+
+async def _resolve(uow: Any, conversation: Any) -> Any:
+    return await conversation_actions.do_change_status(uow, conversation=conversation, status="resolved")
+
+
+async def test_resolving_a_conversation_while_its_offer_is_accepted_does_not_deadlock(  # type: ignore[no-untyped-def]
+        postgres_url: str, monkeypatch) -> None:
+    """The customer's conversation is resolved while the agent accepts its offer. Taken in opposite orders (the
+    action: conversation then task; the accept: task then conversation), PostgreSQL aborted one of the two as
+    a deadlock, a server error for the agent or for the customer."""
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine, conversation_id, task_id = await _offered_conversation(runtime)
+        assert await engine.route() == 1
+        offer = await engine.offer_of(task_id)
+
+        async def accept(uow: Any) -> Any:
+            found = await uow.session.get(Offer, offer.id)
+            return await routing_actions.do_accept_offer(uow, offer=found, agent_id=offer.agent_id)
+
+        resolved, accepted = await _race_after_conversation_write(
+            runtime, monkeypatch, tenant_id=engine.tenant.id, conversation_id=conversation_id,
+            action=_resolve, racer=accept)
+        # The resolution went through; the accept, which came second, is refused as a plain conflict.
+        assert not isinstance(resolved, Exception), resolved
+        assert isinstance(accepted, DomainError) and (accepted.code, accepted.status) == ("offer_not_pending", 409)
+        task = await engine.get_task(task_id)
+        assert (task.status, task.end_reason) == ("canceled", "abandoned")
+        assert [o.status for o in await engine.offers(None)] == ["canceled"]
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_reassigning_a_conversation_while_its_task_is_transferred_does_not_deadlock(  # type: ignore[no-untyped-def]
+        postgres_url: str, monkeypatch) -> None:
+    """A supervisor gives an agent's conversation to someone else while another transfers its task to a queue
+    (which takes the conversation from the agent): in opposite orders, a deadlock."""
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine, conversation_id, task_id = await _offered_conversation(runtime)
+        assert await engine.route() == 1
+        await engine.accept(await engine.offer_of(task_id))  # the agent holds the conversation
+        other_queue = await engine.queue(name="other", offer_timeout_seconds=600)
+        supervisor = await engine.agent(chat=1, presence="away")
+
+        async def assign(uow: Any, conversation: Any) -> Any:
+            return await conversation_actions.do_update_conversation(uow, conversation=conversation,
+                                                                     changes={"assignee_id": supervisor})
+
+        async def transfer(uow: Any) -> Any:
+            task = await uow.session.get(Task, task_id)
+            return await routing_actions.do_transfer_task(uow, task=task, queue_id=other_queue, agent_id=None)
+
+        assigned, transferred = await _race_after_conversation_write(
+            runtime, monkeypatch, tenant_id=engine.tenant.id, conversation_id=conversation_id,
+            action=assign, racer=transfer)
+        # The assignment came first: the transfer was decided on a task that changed since, and is refused.
+        assert not isinstance(assigned, Exception), assigned
+        assert isinstance(transferred, DomainError) and (transferred.code, transferred.status) == (
+            "version_conflict", 409), transferred
+        task = await engine.get_task(task_id)
+        assert (task.status, task.agent_id) == ("assigned", supervisor)
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_an_auto_accepting_pass_skips_a_conversation_being_resolved(  # type: ignore[no-untyped-def]
+        postgres_url: str, monkeypatch) -> None:
+    """A pass holds its waiting tasks' locks; auto-accepting assigns their conversations too. A conversation
+    action holding a conversation and waiting for its task must not make the pass wait for it in turn."""
+    runtime = build_runtime(make_settings(postgres_url))
+    try:
+        engine, conversation_id, task_id = await _offered_conversation(runtime, auto_accept=True)
+
+        async def route(uow: Any) -> Any:
+            return await routing_actions.route_tenant(uow, tenant_id=engine.tenant.id, now=engine.now)
+
+        resolved, made = await _race_after_conversation_write(
+            runtime, monkeypatch, tenant_id=engine.tenant.id, conversation_id=conversation_id,
+            action=_resolve, racer=route)
+        assert not isinstance(resolved, Exception), resolved
+        assert made == 0, made  # left for a later pass, which finds it resolved
+        task = await engine.get_task(task_id)
+        assert (task.status, task.end_reason) == ("canceled", "abandoned")
+        assert await engine.offers(None) == []
+        assert await engine.route() == 0
+    finally:
+        await runtime.engine.dispose()
