@@ -67,6 +67,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check kefu tests bench
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/chat_roundtrip.py
 
 clean:

@@ -8,14 +8,20 @@ For each N (default 100 and 1,000) and each of ``--runs`` runs, on a fresh SQLit
     (stored and committed); reports stored messages per second (customer messages + agent replies), and the
     server's CPU time per stored message (a figure other load on the machine hardly moves);
   * the same N connections against a bare echo server (closed loop) give the ceiling; the ratio is printed.
-Medians over runs are printed with the machine's core count. Everything targets 127.0.0.1 and stops by
-itself. Usage: ``.venv/bin/python bench/chat_roundtrip.py [--customers 100 1000] [--runs 3] [--seconds 10]``.
+The customers are spread over ``--client-procs`` processes (one Python process cannot drive 1,000 sockets
+fast enough to saturate the server); the 4 agents run in this one. Latency is measured across processes on
+the shared monotonic clock: a customer writes its send time into the client message id. The server's group
+commit batch size and transaction time are read from its /metrics; ``--profile DIR`` samples the server with
+py-spy (``pip install -e '.[bench]'``). Medians over runs are printed with the machine's core count.
+Everything targets 127.0.0.1 and stops by itself.
+Usage: ``.venv/bin/python bench/chat_roundtrip.py [--customers 100 1000] [--runs 3] [--seconds 10]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import shutil
 import socket
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,12 +109,27 @@ async def seed(database_url: str) -> tuple[str, list[tuple[str, str]]]:
     return inbox.id, logins
 
 
+@dataclass(frozen=True)
+class Window:
+    """Times on the shared monotonic clock (``time.perf_counter`` is CLOCK_MONOTONIC on Linux, so the same in
+    every process): customers start at ``go``, and only what happens in [t0, t1) is counted."""
+
+    go: float
+    t0: float
+    t1: float
+
+    def counts(self, t: float) -> bool:
+        return self.t0 <= t < self.t1
+
+
+def sent_at(client_id: str) -> float:
+    """The send time a customer wrote into its client message id (``name.n.ns``), in seconds."""
+    return int(client_id.rsplit(".", 1)[1]) / 1e9
+
+
 @dataclass
-class Stats:
-    sent_at: dict[str, float] = field(default_factory=dict)
+class AgentStats:
     to_agent: list[float] = field(default_factory=list)
-    reply: list[float] = field(default_factory=list)
-    acked: int = 0
     replies_acked: int = 0
 
 
@@ -121,64 +143,73 @@ async def register(ws, data: dict) -> None:  # type: ignore[no-untyped-def]
             raise RuntimeError(frame)
 
 
-async def agent_loop(ws, stats: Stats, stop: asyncio.Event, index: int) -> None:  # type: ignore[no-untyped-def]
-    while not stop.is_set():
-        try:
-            raw = await asyncio.wait_for(ws.recv(), 0.5)
-        except TimeoutError:
-            continue
+async def agent_loop(ws, stats: AgentStats, window: Window, index: int) -> None:  # type: ignore[no-untyped-def]
+    """Answer every customer message of this agent's share of conversations at once."""
+    async for raw in ws:
+        now = time.perf_counter()
+        if now >= window.t1 + 1:
+            return
         frame = orjson.loads(raw)
-        if frame["type"] == "message.ack":
-            stats.replies_acked += 1
+        kind = frame["type"]
+        if kind == "message.ack":
+            stats.replies_acked += window.counts(now)
             continue
-        if frame["type"] != "message.created":
+        if kind != "message.created":
             continue
         msg = frame["data"]["message"]
         if msg["sender_kind"] != "customer":
             continue
-        cid = msg["client_message_id"]
-        sent = stats.sent_at.get(cid)
         conversation = msg["conversation_id"]
         if hash(conversation) % AGENTS != index:
             continue  # another agent answers this conversation
-        if sent is not None:
-            stats.to_agent.append(time.perf_counter() - sent)
+        cid = msg["client_message_id"]
+        if window.counts(now):
+            stats.to_agent.append(now - sent_at(cid))
         await ws.send(orjson.dumps({"type": "message.send", "id": "r-" + cid,
-                                    "data": {"conversation_id": conversation, "body": "好的，马上为您查询。OK, checking."}}).decode())
+                                    "data": {"conversation_id": conversation,
+                                             "body": "好的，马上为您查询。OK, checking."}}).decode())
 
 
-async def customer_loop(ws, stats: Stats, stop: asyncio.Event, paced: bool, name: str) -> None:  # type: ignore[no-untyped-def]
-    n = 0
-    pending: asyncio.Future | None = None
+async def customer_loop(ws, result: dict, window: Window, mode: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    """One widget customer: paced (1 msg/s), saturated (next send after the ack) or bare echo (closed loop)."""
     waiting: dict[str, asyncio.Future] = {}
+    loop = asyncio.get_running_loop()
 
     async def reader() -> None:
         async for raw in ws:
+            now = time.perf_counter()
+            if mode == "echo":
+                result["acked"] += window.counts(now)
+                fut = waiting.pop("echo", None)
+                if fut and not fut.done():
+                    fut.set_result(None)
+                continue
             frame = orjson.loads(raw)
             if frame["type"] == "message.ack":
-                stats.acked += 1
+                result["acked"] += window.counts(now)
                 fut = waiting.pop(frame.get("id"), None)
                 if fut and not fut.done():
                     fut.set_result(None)
             elif frame["type"] == "message.created":
                 msg = frame["data"]["message"]
                 cid = msg.get("client_message_id") or ""
-                if msg["sender_kind"] == "agent" and cid.startswith("r-") and cid[2:] in stats.sent_at:
-                    stats.reply.append(time.perf_counter() - stats.sent_at[cid[2:]])
+                if msg["sender_kind"] == "agent" and cid.startswith("r-") and window.counts(now):
+                    result["reply"].append(now - sent_at(cid[2:]))
 
     read_task = asyncio.create_task(reader())
-    if paced:
-        await asyncio.sleep(hash(name) % 1000 / 1000)  # spread the first sends over a second
-    next_at = time.perf_counter()
+    offset = hash(name) % 1000 / 1000 if mode == "paced" else 0.0  # spread the first sends over a second
+    next_at = window.go + offset
+    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    n = 0
     try:
-        while not stop.is_set():
-            cid = f"{name}-{n}"
+        while time.perf_counter() < window.t1:
             n += 1
-            pending = asyncio.get_running_loop().create_future()
-            waiting[cid] = pending
-            stats.sent_at[cid] = time.perf_counter()
-            await ws.send(orjson.dumps({"type": "message.send", "id": cid, "data": {"body": BODY}}).decode())
-            if paced:
+            cid = f"{name}.{n}.{time.perf_counter_ns()}"
+            pending = loop.create_future()
+            waiting["echo" if mode == "echo" else cid] = pending
+            await ws.send(ECHO_PAYLOAD if mode == "echo" else
+                          orjson.dumps({"type": "message.send", "id": cid, "data": {"body": BODY}}).decode())
+            if mode == "paced":
                 next_at += 1.0
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             else:
@@ -190,7 +221,75 @@ async def customer_loop(ws, stats: Stats, stop: asyncio.Event, paced: bool, name
         read_task.cancel()
 
 
-async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
+ECHO_PAYLOAD = orjson.dumps({"type": "message.send", "id": "x", "data": {"body": BODY}}).decode()
+
+
+async def _customers(url: str, tokens: list[str | None], first: int, mode: str, pipe) -> None:  # type: ignore[no-untyped-def]
+    sockets = []
+    for i in range(0, len(tokens), 100):
+        batch = await asyncio.gather(*(connect(url, compression=None, max_size=2**22) for _ in tokens[i:i + 100]))
+        if mode != "echo":
+            await asyncio.gather(*(register(ws, {"visitor_token": vt, "resume_from": None})
+                                   for ws, vt in zip(batch, tokens[i:i + 100])))
+        sockets.extend(batch)
+    pipe.send("ready")
+    window = Window(*await asyncio.to_thread(pipe.recv))
+    result: dict = {"acked": 0, "reply": [], "cpu": 0.0}
+
+    async def cpu_meter() -> None:
+        await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
+        start = time.process_time()
+        await asyncio.sleep(max(0.0, window.t1 - time.perf_counter()))
+        result["cpu"] = time.process_time() - start
+
+    meter = asyncio.create_task(cpu_meter())
+    await asyncio.gather(*(customer_loop(ws, result, window, mode, f"c{first + i}") for i, ws in enumerate(sockets)),
+                         return_exceptions=True)
+    await meter
+    pipe.send(result)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+def customer_process(url: str, tokens: list[str | None], first: int, mode: str, pipe) -> None:  # type: ignore[no-untyped-def]
+    """Entry point of one client process holding a share of the customers."""
+    asyncio.run(_customers(url, tokens, first, mode, pipe))
+
+
+async def run_customers(url: str, tokens: list[str | None], mode: str, procs: int, seconds: float,
+                        on_window=None) -> tuple[Window, list[dict]]:  # type: ignore[no-untyped-def]
+    """Spread the customers over ``procs`` processes, start them together, return the window and their results."""
+    ctx = multiprocessing.get_context("spawn")
+    share = -(-len(tokens) // procs)
+    pipes, workers = [], []
+    for k in range(procs):
+        part = tokens[k * share:(k + 1) * share]
+        if not part:
+            break
+        mine, theirs = ctx.Pipe()
+        worker = ctx.Process(target=customer_process, args=(url, part, k * share, mode, theirs), daemon=True)
+        worker.start()
+        pipes.append(mine)
+        workers.append(worker)
+    try:
+        for pipe in pipes:
+            if await asyncio.to_thread(pipe.recv) != "ready":
+                raise RuntimeError("client process failed")
+        go = time.perf_counter() + 0.5
+        window = Window(go, go + 2.0, go + 2.0 + seconds)  # 2 s of warm-up, then the measured seconds
+        for pipe in pipes:
+            pipe.send((window.go, window.t0, window.t1))
+        if on_window is not None:
+            on_window(window)
+        results = [await asyncio.to_thread(pipe.recv) for pipe in pipes]
+        return window, results
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+
+
+async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Path | None = None) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
     database_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     inbox_id, logins = await seed(database_url)
@@ -200,8 +299,7 @@ async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, "-m", "kefu.cli", "serve", "--no-migrate", "--port", str(port)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
-    stats, stop = Stats(), asyncio.Event()
-    sockets = []
+    agent_ws, tasks, spy = [], [], None
     try:
         await wait_http(base, proc)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -215,41 +313,53 @@ async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
                     return r.json()["visitor_token"]
 
             visitor_tokens = await asyncio.gather(*(visitor() for _ in range(n)))
-        agent_ws = []
         for token in tokens:
             ws = await connect(ws_base + "/api/v1/realtime", max_size=2**22, compression=None)
             await register(ws, {"token": token, "resume_from": None})
             agent_ws.append(ws)
-        customer_ws = []
-        for i in range(0, n, 100):
-            batch = await asyncio.gather(*(connect(ws_base + "/api/v1/widget/ws", compression=None)
-                                           for _ in visitor_tokens[i:i + 100]))
-            await asyncio.gather(*(register(ws, {"visitor_token": vt, "resume_from": None})
-                                   for ws, vt in zip(batch, visitor_tokens[i:i + 100])))
-            customer_ws.extend(batch)
-        sockets = agent_ws + customer_ws
-        tasks = [asyncio.create_task(agent_loop(ws, stats, stop, i)) for i, ws in enumerate(agent_ws)]
-        tasks += [asyncio.create_task(customer_loop(ws, stats, stop, paced, f"c{i}"))
-                  for i, ws in enumerate(customer_ws)]
-        warmup = 2.0
-        await asyncio.sleep(warmup)
-        acked0, replies0, lat0 = stats.acked, stats.replies_acked, len(stats.to_agent)
-        t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
-        await asyncio.sleep(seconds)
-        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
-        acked, replies = stats.acked - acked0, stats.replies_acked - replies0
-        to_agent = stats.to_agent[lat0:]
-        stop.set()
+        stats = AgentStats()
+        marks: dict[str, float] = {}
+
+        def on_window(window: Window) -> None:
+            nonlocal spy
+            tasks.extend(asyncio.create_task(agent_loop(ws, stats, window, i)) for i, ws in enumerate(agent_ws))
+
+            async def meter() -> None:
+                await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
+                marks["server"], marks["agents"] = cpu_seconds(proc.pid), time.process_time()
+                before = await commit_totals(base)
+                await asyncio.sleep(max(0.0, window.t1 - time.perf_counter()))
+                marks["server"] = cpu_seconds(proc.pid) - marks["server"]
+                marks["agents"] = time.process_time() - marks["agents"]
+                after = await commit_totals(base)
+                batches = after[0] - before[0]
+                marks["batch"] = (after[1] - before[1]) / max(1, batches)
+                marks["commit_ms"] = (after[2] - before[2]) * 1000 / max(1, batches)
+
+            tasks.append(asyncio.create_task(meter()))
+            if profile is not None:
+                tasks.append(asyncio.create_task(record_profile(proc.pid, window, profile)))
+
+        window, results = await run_customers(ws_base + "/api/v1/widget/ws", visitor_tokens,
+                                               "paced" if paced else "saturated", procs, seconds, on_window)
+        await asyncio.sleep(max(0.0, window.t1 + 0.2 - time.perf_counter()))
+        for ws in agent_ws:
+            await ws.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-        reply = stats.reply
-        return {"stored_per_s": (acked + replies) / elapsed, "customer_msgs_per_s": acked / elapsed,
+        acked = sum(r["acked"] for r in results)
+        reply = [x for r in results for x in r["reply"]]
+        to_agent = stats.to_agent
+        return {"stored_per_s": (acked + stats.replies_acked) / seconds, "customer_msgs_per_s": acked / seconds,
                 "p50_ms": pct(to_agent, 50) * 1000, "p99_ms": pct(to_agent, 99) * 1000,
                 "reply_p50_ms": pct(reply, 50) * 1000, "reply_p99_ms": pct(reply, 99) * 1000,
                 "delivered": len(to_agent),
                 # Server CPU per stored message: unlike msgs/s, barely moved by other load on the machine.
-                "cpu_ms_per_msg": cpu * 1000 / max(1, acked + replies), "server_cpu_share": cpu / elapsed}
+                "cpu_ms_per_msg": marks.get("server", float("nan")) * 1000 / max(1, acked + stats.replies_acked),
+                "server_cpu_share": marks.get("server", float("nan")) / seconds,
+                "client_cpu_share": (sum(r["cpu"] for r in results) + marks.get("agents", 0.0)) / seconds,
+                "batch": marks.get("batch", float("nan")), "commit_ms": marks.get("commit_ms", float("nan"))}
     finally:
-        for ws in sockets:
+        for ws in agent_ws:
             try:
                 await ws.close()
             except Exception:
@@ -262,7 +372,32 @@ async def chat_run(n: int, seconds: float, paced: bool) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def echo_run(kind: str, n: int, seconds: float) -> float:
+async def commit_totals(base: str) -> tuple[float, float, float]:
+    """(transactions, writes, seconds) of the server's group committer so far, from its /metrics."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    totals = {"kefu_group_commit_batch_size_count": 0.0, "kefu_group_commit_batch_size_sum": 0.0,
+              "kefu_group_commit_seconds_sum": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] = sample.value
+    return (totals["kefu_group_commit_batch_size_count"], totals["kefu_group_commit_batch_size_sum"],
+            totals["kefu_group_commit_seconds_sum"])
+
+
+async def record_profile(pid: int, window: Window, out: Path) -> None:
+    """Sample the server with py-spy during the measured window (collapsed stacks, for flame graphs)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
+    duration = max(1, int(window.t1 - window.t0))
+    process = await asyncio.create_subprocess_exec(
+        spy, "record", "--pid", str(pid), "--duration", str(duration), "--rate", "200", "--format", "raw",
+        "--output", str(out), "--nonblocking", *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await process.wait()
+
+
+async def echo_run(kind: str, n: int, seconds: float, procs: int) -> float:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "echo_server.py"), kind, str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -273,31 +408,8 @@ async def echo_run(kind: str, n: int, seconds: float) -> float:
                     break
             except OSError:
                 await asyncio.sleep(0.1)
-        payload = orjson.dumps({"type": "message.send", "id": "x", "data": {"body": BODY}}).decode()
-        sockets = []
-        for i in range(0, n, 100):
-            sockets += await asyncio.gather(*(connect(f"ws://127.0.0.1:{port}/", compression=None)
-                                              for _ in range(min(100, n - i))))
-        count = 0
-        stop = asyncio.Event()
-
-        async def loop(ws) -> None:  # type: ignore[no-untyped-def]
-            nonlocal count
-            while not stop.is_set():
-                await ws.send(payload)
-                await ws.recv()
-                count += 1
-
-        tasks = [asyncio.create_task(loop(ws)) for ws in sockets]
-        await asyncio.sleep(1.0)
-        c0, t0 = count, time.perf_counter()
-        await asyncio.sleep(seconds)
-        rate = (count - c0) / (time.perf_counter() - t0)
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for ws in sockets:
-            await ws.close()
-        return rate
+        _, results = await run_customers(f"ws://127.0.0.1:{port}/", [None] * n, "echo", procs, seconds)
+        return sum(r["acked"] for r in results) / seconds
     finally:
         proc.terminate()
         proc.wait(10)
@@ -308,28 +420,51 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--client-procs", type=int, default=2,
+                        help="processes the simulated customers are spread over (agents stay in this one)")
+    parser.add_argument("--phases", nargs="+", choices=["paced", "saturated", "echo"],
+                        default=["paced", "saturated", "echo"])
+    parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server (first run)")
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  seconds: {args.seconds}")
+    procs = args.client_procs
+    print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  seconds: {args.seconds}"
+          f"  client processes: {procs}  load: {os.getloadavg()[0]:.1f}")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     for n in args.customers:
         paced, sat, echo_ws, echo_fa = [], [], [], []
-        for _ in range(args.runs):
-            paced.append(await chat_run(n, args.seconds, paced=True))
-            sat.append(await chat_run(n, args.seconds, paced=False))
-            echo_ws.append(await echo_run("websockets", n, args.seconds))
-            echo_fa.append(await echo_run("fastapi", n, args.seconds))
+        for run in range(args.runs):
+            def profile_path(phase: str, n: int = n, run: int = run) -> Path | None:
+                return args.profile / f"server-{phase}-n{n}.txt" if args.profile and run == 0 else None
+            if "paced" in args.phases:
+                paced.append(await chat_run(n, args.seconds, True, procs, profile_path("paced")))
+            if "saturated" in args.phases:
+                sat.append(await chat_run(n, args.seconds, False, procs, profile_path("saturated")))
+            if "echo" in args.phases:
+                echo_ws.append(await echo_run("websockets", n, args.seconds, procs))
+                echo_fa.append(await echo_run("fastapi", n, args.seconds, procs))
         med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
-        sat_rate = med(sat, "stored_per_s")
-        print(f"\nN={n} customers, {AGENTS} agents (median of {args.runs})")
-        print(f"  paced 1 msg/s each: customer→agent p50 {med(paced, 'p50_ms'):.1f} ms  p99 {med(paced, 'p99_ms'):.1f} ms;"
-              f" reply round trip p50 {med(paced, 'reply_p50_ms'):.1f} ms  p99 {med(paced, 'reply_p99_ms'):.1f} ms;"
-              f" stored {med(paced, 'stored_per_s'):.0f} msgs/s")
-        print(f"  saturated: stored {sat_rate:.0f} msgs/s (customer {med(sat, 'customer_msgs_per_s'):.0f}/s + replies),"
-              f" customer→agent p99 {med(sat, 'p99_ms'):.1f} ms; server CPU {med(sat, 'cpu_ms_per_msg'):.2f} ms"
-              f" per stored message, server busy {med(sat, 'server_cpu_share'):.0%} of one core")
-        print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
-              f" {statistics.median(echo_fa):.0f} msgs/s")
-        print(f"  ratio chat/echo: {sat_rate / statistics.median(echo_ws):.0%} of websockets echo,"
-              f" {sat_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
+        print(f"\nN={n} customers, {AGENTS} agents (median of {args.runs}; load now {os.getloadavg()[0]:.1f})")
+        if paced:
+            print(f"  paced 1 msg/s each: customer→agent p50 {med(paced, 'p50_ms'):.1f} ms  p99 {med(paced, 'p99_ms'):.1f} ms;"
+                  f" reply round trip p50 {med(paced, 'reply_p50_ms'):.1f} ms  p99 {med(paced, 'reply_p99_ms'):.1f} ms;"
+                  f" stored {med(paced, 'stored_per_s'):.0f} msgs/s; server CPU {med(paced, 'cpu_ms_per_msg'):.2f} ms"
+                  f" per stored message, busy {med(paced, 'server_cpu_share'):.0%} of a core; client"
+                  f" {med(paced, 'client_cpu_share'):.0%}; commits of {med(paced, 'batch'):.1f} writes taking"
+                  f" {med(paced, 'commit_ms'):.1f} ms")
+        if sat:
+            print(f"  saturated: stored {med(sat, 'stored_per_s'):.0f} msgs/s (customer {med(sat, 'customer_msgs_per_s'):.0f}/s"
+                  f" + replies), customer→agent p99 {med(sat, 'p99_ms'):.1f} ms; server CPU"
+                  f" {med(sat, 'cpu_ms_per_msg'):.2f} ms per stored message, busy {med(sat, 'server_cpu_share'):.0%}"
+                  f" of a core; client {med(sat, 'client_cpu_share'):.0%}; commits of {med(sat, 'batch'):.1f} writes"
+                  f" taking {med(sat, 'commit_ms'):.1f} ms")
+        if echo_ws:
+            print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
+                  f" {statistics.median(echo_fa):.0f} msgs/s")
+        if sat and echo_ws:
+            sat_rate = med(sat, "stored_per_s")
+            print(f"  ratio chat/echo: {sat_rate / statistics.median(echo_ws):.0%} of websockets echo,"
+                  f" {sat_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
 
 
 if __name__ == "__main__":

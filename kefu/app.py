@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     metrics = Metrics()
     hub = Hub(runtime, metrics)
     runtime.extras["hub"] = hub
+    runtime.committer.observer = metrics.observe_commit
 
     def count_stored_messages(event: DomainEvent) -> None:
         # Counted on the node that committed the message (events from other nodes carry their origin).

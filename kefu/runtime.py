@@ -91,6 +91,7 @@ class Runtime:
     node_id: str
     extras: dict[str, object] = field(default_factory=dict)
     checkpointer: WalCheckpointer | None = None
+    commit_engine: AsyncEngine | None = None  # SQLite: the group committer's inline engine (core/sqlite_inline.py)
 
     def unit_of_work(self) -> UnitOfWork:
         """Open a unit of work on a new session; the caller commits and closes it."""
@@ -111,6 +112,8 @@ class Runtime:
         await self.bus.stop()
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.stop)
+        if self.commit_engine is not None:
+            await close_engine(self.commit_engine)
         await close_engine(self.engine)
 
 
@@ -122,12 +125,16 @@ def build_runtime(settings: Settings) -> Runtime:
     relay = OutboxRelay(
         sessionmaker, bus, sweep_seconds=settings.outbox_sweep_seconds, stale_seconds=settings.outbox_stale_seconds
     )
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    on_file = bool(database) and database != ":memory:"
+    # On SQLite the group committer's statements run on the loop's thread (see kefu/core/sqlite_inline.py).
+    commit_engine = create_engine(settings.database_url, inline=True) if on_file else None
     committer = GroupCommitter(
-        sessionmaker,
+        create_sessionmaker(commit_engine) if commit_engine is not None else sessionmaker,
         relay,
         max_batch=settings.group_commit_max_batch,
         crash_after_commit=settings.fault_crash_after_commit,
     )
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    checkpointer = WalCheckpointer(database) if database and database != ":memory:" else None
-    return Runtime(settings, engine, sessionmaker, bus, relay, committer, node_id, checkpointer=checkpointer)
+    checkpointer = WalCheckpointer(database) if on_file and database else None
+    return Runtime(settings, engine, sessionmaker, bus, relay, committer, node_id, checkpointer=checkpointer,
+                   commit_engine=commit_engine)

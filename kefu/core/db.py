@@ -12,13 +12,14 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from kefu.core.errors import NotFound
 from kefu.core.ids import has_prefix
+from kefu.core.sqlite_inline import inline_connector
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -82,12 +83,22 @@ SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine with the per-dialect settings described in the module docstring."""
+def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> AsyncEngine:
+    """Create the async engine with the per-dialect settings described in the module docstring.
+
+    ``inline`` (SQLite only): statements run on the event loop's thread (``kefu.core.sqlite_inline``), for
+    the group committer's short set-based transactions; other work keeps aiosqlite's worker threads.
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        database = make_url(url).database or ""
+        inline = inline and database not in ("", ":memory:")
         # hide_parameters: a failing statement is logged without its values (message bodies, PII).
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
+        if inline:
+            engine = create_async_engine(url, echo=echo, hide_parameters=True,
+                                         async_creator=inline_connector(database, timeout=0))
+        else:
+            engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
 
         opened: set[Any] = set()
         _SQLITE_CONNECTIONS[engine.sync_engine] = opened
@@ -105,7 +116,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # Inline connections wait for the write lock on their worker thread instead (sqlite_inline.py).
+            cursor.execute(f"PRAGMA busy_timeout={0 if inline else 30000}")
             cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
             cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_SIZE_LIMIT}")
             cursor.close()

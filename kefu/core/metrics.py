@@ -19,3 +19,14 @@ class Metrics:
         self.messages = Counter("kefu_messages_total", "Messages stored", ["sender_kind"], registry=self.registry)
         self.events = Counter("kefu_events_delivered_total", "Events sent to WebSocket clients", ["kind"],
                               registry=self.registry)
+        # How the group committer batches: its batch sizes and how long each transaction took (the wait a
+        # message queued behind a running batch adds to its latency).
+        self.commit_batch = Histogram("kefu_group_commit_batch_size", "Writes per group-commit transaction",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
+        self.commit_seconds = Histogram("kefu_group_commit_seconds", "Duration of one group-commit transaction",
+                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                                        registry=self.registry)
+
+    def observe_commit(self, size: int, seconds: float) -> None:
+        self.commit_batch.observe(size)
+        self.commit_seconds.observe(seconds)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class GroupCommitter:
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
+        self.observer: Callable[[int, float], None] | None = None  # (batch size, seconds), e.g. for metrics
 
     async def run(self, use_case: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """Run ``use_case`` in the next group transaction and return its result once committed."""
@@ -108,11 +110,14 @@ class GroupCommitter:
         batch = [job for job in batch if not job.future.cancelled()]
         if not batch:
             return
+        started = time.perf_counter()
         outcomes = await self._run_straight(batch)
         if outcomes is None:
             outcomes = await self._run_isolated(batch)
         self.batches += 1
         self.items += len(batch)
+        if self.observer is not None:
+            self.observer(len(batch), time.perf_counter() - started)
         for job, outcome in zip(batch, outcomes, strict=True):
             if job.future.done():
                 continue
@@ -128,7 +133,8 @@ class GroupCommitter:
         for index, job in enumerate(batch):
             if job.batch_fn is not None:
                 groups.setdefault(job.batch_fn, []).append(index)
-        async with self._sessionmaker() as session:
+        session = self._sessionmaker()
+        try:
             uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
             try:
                 for batch_fn, indexes in groups.items():
@@ -143,12 +149,18 @@ class GroupCommitter:
             except Exception:
                 await uow.rollback()
                 return None
+        finally:
+            await session.close()  # directly: see _run_isolated
         return [outcomes[i] for i in range(len(batch))]
 
     async def _run_isolated(self, batch: list[_Job]) -> list[Any]:
         """Run each job in its own SAVEPOINT so a failure fails only its caller."""
         outcomes: list[Any] = []
-        async with self._sessionmaker() as session:
+        # Not ``async with``: its exit closes the session in a task of its own (to survive cancellation),
+        # which costs the flusher two turns of a busy event loop per batch (18 ms on average with 1,000
+        # chatting customers). The flusher is cancelled only at shutdown, where close_engine releases leftovers.
+        session = self._sessionmaker()
+        try:
             uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
             for job in batch:
                 marker = uow.mark()
@@ -168,4 +180,6 @@ class GroupCommitter:
                     outcome = exc
                 outcomes.append(outcome)
             await uow.commit()
+        finally:
+            await session.close()
         return outcomes

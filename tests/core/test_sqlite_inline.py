@@ -1,0 +1,58 @@
+"""The group committer's inline SQLite connection: it waits for another writer without freezing the node."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+
+from kefu.core.migrate import upgrade
+from kefu.runtime import build_runtime
+from kefu.tenants import actions as tenant_actions
+from kefu.tenants.models import Tenant
+from kefu.tenants.schemas import TenantCreate
+from tests.conftest import make_settings
+
+
+async def test_a_group_commit_waits_for_another_process_writing_while_the_node_keeps_serving(tmp_path: Path) -> None:
+    path = tmp_path / "inline.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await asyncio.to_thread(upgrade, url)
+    runtime = build_runtime(make_settings(url))
+    assert runtime.commit_engine is not None, "a file database gets the committer's own inline engine"
+    await runtime.start()
+    other_process = sqlite3.connect(path, isolation_level=None)
+    try:
+        other_process.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        slug = f"t-{uuid.uuid4().hex[:10]}"
+        write = asyncio.create_task(runtime.committer.run(
+            lambda uow: tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=slug, name="Inline shop"))))
+        loop = asyncio.get_running_loop()
+        gaps, last = [], loop.time()
+        for _ in range(20):  # the loop keeps running other work while the committer waits for the lock
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+        assert not write.done(), "the write waits until the other process commits or rolls back"
+        # Waiting inline would freeze every socket of the node for the busy timeout (30 s).
+        assert max(gaps) < 5, f"the event loop stalled for {max(gaps):.1f} s"
+        other_process.execute("ROLLBACK")
+        tenant = await asyncio.wait_for(write, 30)
+        async with runtime.sessionmaker() as session:
+            stored = await session.scalar(select(Tenant).where(Tenant.slug == slug))
+        assert stored is not None and stored.id == tenant.id
+    finally:
+        other_process.close()
+        await runtime.stop()
+
+
+async def test_a_memory_database_keeps_one_engine(tmp_path: Path) -> None:
+    runtime = build_runtime(make_settings("sqlite+aiosqlite:///:memory:"))
+    try:
+        # A second engine on :memory: would be a second, empty database.
+        assert runtime.commit_engine is None
+    finally:
+        await runtime.stop()
