@@ -133,6 +133,7 @@ class GroupCommitter:
         for index, job in enumerate(batch):
             if job.batch_fn is not None:
                 groups.setdefault(job.batch_fn, []).append(index)
+        marks: list[int] = []
         session = self._sessionmaker()
         try:
             uow = UnitOfWork(session, self._relay, crash_after_commit=self._crash_after_commit)
@@ -145,8 +146,13 @@ class GroupCommitter:
                 for index, job in enumerate(batch):
                     if job.use_case is not None:
                         outcomes[index] = await job.use_case(uow)
+                # Earlier batches' events, published since: marked here, in a transaction we hold anyway.
+                marks = self._relay.take_marks()
+                if marks:
+                    await self._relay.mark_published(session, marks)
                 await uow.commit()
             except Exception:
+                self._relay.restore_marks(marks)
                 await uow.rollback()
                 return None
         finally:

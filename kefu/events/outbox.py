@@ -11,7 +11,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kefu.core.clock import utcnow
@@ -20,6 +20,17 @@ from kefu.events.models import OutboxEvent
 from kefu.events.types import DomainEvent
 
 log = logging.getLogger("kefu.events.outbox")
+
+
+def id_runs(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted runs of consecutive ids as (first, last) pairs: [1, 2, 3, 7, 9, 10] → [(1, 3), (7, 7), (9, 10)]."""
+    runs: list[tuple[int, int]] = []
+    for event_id in sorted(set(ids)):
+        if runs and event_id == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], event_id)
+        else:
+            runs.append((event_id, event_id))
+    return runs
 
 
 def to_event(row: OutboxEvent, origin: str | None = None) -> DomainEvent:
@@ -71,17 +82,47 @@ class OutboxRelay:
                 pass
         await self.flush_marks()
 
-    async def flush_marks(self) -> None:
+    def take_marks(self) -> list[int]:
+        """Hand over the ids published but not yet marked (give them back with ``restore_marks`` on failure)."""
         ids, self._to_mark = self._to_mark, []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        return ids
+
+    def restore_marks(self, ids: list[int]) -> None:
+        self._to_mark.extend(ids)
+
+    @staticmethod
+    async def mark_published(session: AsyncSession, ids: list[int]) -> None:
+        """Mark ``ids`` published inside the caller's transaction, as runs of consecutive ids.
+
+        Nearly all ids a node publishes are consecutive (one writer at a time), so this is one short
+        statement, and still exactly these ids: another node's row committed in between stays unmarked for
+        the sweeper. The group committer calls it in each batch for the previous batches' events, so marking
+        costs a little per batch instead of a transaction rewriting thousands of rows every sweep (which held
+        the write lock long enough to stall chat delivery by 60-180 ms every 2 s).
+        """
+        ranges = id_runs(ids)
+        now = utcnow()
+        for start in range(0, len(ranges), 200):
+            chunk = ranges[start : start + 200]
+            await session.execute(
+                update(OutboxEvent)
+                .where(or_(*(OutboxEvent.id.between(low, high) for low, high in chunk)),
+                       OutboxEvent.published_at.is_(None))
+                .values(published_at=now)
+            )
+
+    async def flush_marks(self) -> None:
+        """Mark what this node published since the last batch or sweep (when no batch came to do it)."""
+        ids = self.take_marks()
+        if not ids:
+            return
+        try:
             async with self._sessionmaker() as session:
-                await session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(chunk), OutboxEvent.published_at.is_(None))
-                    .values(published_at=utcnow())
-                )
+                await self.mark_published(session, ids)
                 await session.commit()
+        except BaseException:
+            self.restore_marks(ids)
+            raise
 
     async def recover(self, *, stale_seconds: float | None = None) -> int:
         """Claim and publish unpublished rows older than ``stale_seconds``; return how many."""

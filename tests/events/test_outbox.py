@@ -11,7 +11,7 @@ from kefu.core.errors import ValidationFailed
 from kefu.events.bus import MemoryBus
 from kefu.events.group_commit import GroupCommitter
 from kefu.events.models import OutboxEvent
-from kefu.events.outbox import OutboxRelay
+from kefu.events.outbox import OutboxRelay, id_runs
 from kefu.events.types import DomainEvent
 from kefu.events.uow import UnitOfWork
 from kefu.runtime import build_runtime
@@ -82,6 +82,33 @@ async def test_unpublished_events_are_recovered_by_the_relay(rt) -> None:
     bus.subscribe(again.append)
     await relay.recover(stale_seconds=0)  # once claimed, a row is not published again
     assert event.id not in [e.id for e in again]
+
+
+async def test_published_events_are_marked_and_another_nodes_unpublished_row_is_not(rt) -> None:
+    """Marks go out as id ranges; a row committed in between by a node that has not published it yet stays
+    unmarked, so the sweeper still delivers it if that node dies."""
+    tenant_id = await _tenant(rt)
+    ours: list[int] = []
+    for batch in range(3):
+        uow = rt.unit_of_work()
+        for n in range(4):
+            uow.emit("test.ours", tenant_id=tenant_id, data={"batch": batch, "n": n})
+        ours += [e.id for e in await uow.commit()]
+        await uow.session.close()
+        if batch == 1:
+            other = UnitOfWork(rt.sessionmaker(), relay=None)  # another node: committed, not yet published
+            other.emit("test.theirs", tenant_id=tenant_id, data={})
+            [theirs] = await other.commit()
+            await other.session.close()
+    assert id_runs(ours) == [(ours[0], ours[7]), (ours[8], ours[11])]
+    await rt.relay.flush_marks()
+    async with rt.sessionmaker() as session:
+        marked = dict((await session.execute(select(OutboxEvent.id, OutboxEvent.published_at.is_not(None)).where(
+            OutboxEvent.tenant_id == tenant_id))).all())
+    assert all(marked[i] for i in ours)
+    assert not marked[theirs.id]
+    found = await rt.relay.recover(stale_seconds=0)
+    assert found >= 1  # the other node's row is still delivered
 
 
 async def test_group_commit_shares_one_transaction_and_isolates_failures(rt) -> None:
