@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kefu.attachments import actions as attachment_actions
@@ -175,7 +175,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
         outcomes[index] = (read, True)
     if bulk:
         await session.flush()  # conversations started in this batch must exist before their messages
-        await session.execute(insert(Message), bulk)
+        await session.execute(insert(Message.__table__), bulk)  # Core: the ORM bulk path costs twice as much
     await _save_conversation_rows(uow, [posts[i].conversation for i in valid])
     for index in valid:
         outcome, post = outcomes[index], posts[index]
@@ -200,8 +200,12 @@ async def _save_conversation_rows(uow: UnitOfWork, conversations: Sequence[Any])
     columns = sorted({key for changed in changes.values() for key in changed})
     if not columns:
         return
-    await uow.session.execute(update(Conversation), [
-        {"id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
+    table = Conversation.__table__
+    # Core executemany (the ORM's bulk UPDATE by primary key costs about twice as much per row).
+    statement = update(table).where(table.c.id == bindparam("row_id")).values(
+        {key: bindparam(key) for key in columns})
+    await uow.session.execute(statement, [
+        {"row_id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
         for row_id, changed in changes.items() if changed])
     for row_id, changed in changes.items():
         rows[row_id].loaded.update(changed)

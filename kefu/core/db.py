@@ -12,6 +12,7 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -83,6 +84,12 @@ SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
 
 
+def _json_dumps(value: Any) -> str:
+    """JSON columns through orjson: several times faster than the stdlib on the message and outbox hot path
+    (every outbox row holds its event as JSON). Non-string keys are written as strings, as ``json`` does."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> AsyncEngine:
     """Create the async engine with the per-dialect settings described in the module docstring.
 
@@ -95,10 +102,12 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
         inline = inline and database not in ("", ":memory:")
         # hide_parameters: a failing statement is logged without its values (message bodies, PII).
         if inline:
-            engine = create_async_engine(url, echo=echo, hide_parameters=True,
+            engine = create_async_engine(url, echo=echo, hide_parameters=True, json_serializer=_json_dumps,
+                                         json_deserializer=orjson.loads,
                                          async_creator=inline_connector(database, timeout=0))
         else:
-            engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
+            engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True,
+                                         json_serializer=_json_dumps, json_deserializer=orjson.loads)
 
         opened: set[Any] = set()
         _SQLITE_CONNECTIONS[engine.sync_engine] = opened
@@ -130,7 +139,7 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
 
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                               hide_parameters=True)
+                               hide_parameters=True, json_serializer=_json_dumps, json_deserializer=orjson.loads)
 
 
 async def close_engine(engine: AsyncEngine) -> None:

@@ -87,7 +87,7 @@ class UnitOfWork:
         if session.get_bind().dialect.name == "sqlite":
             start = await session.scalar(select(func.max(OutboxEvent.id))) or 0
             ids = list(range(start + 1, start + 1 + len(rows)))
-            await session.execute(insert(OutboxEvent),
+            await session.execute(insert(OutboxEvent.__table__),  # Core executemany, not the ORM bulk path
                                   [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
             return ids
         return list((await session.scalars(
