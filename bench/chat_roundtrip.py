@@ -12,7 +12,9 @@ The customers are spread over ``--client-procs`` processes (one Python process c
 fast enough to saturate the server); the 4 agents run in this one. Latency is measured across processes on
 the shared monotonic clock: a customer writes its send time into the client message id. The server's group
 commit batch size and transaction time are read from its /metrics; ``--profile DIR`` samples the server with
-py-spy (``pip install -e '.[bench]'``). Medians over runs are printed with the machine's core count.
+py-spy (``pip install -e '.[bench]'``; ``BENCH_PROFILE_IDLE=1`` adds idle time, ``BENCH_PROFILE_GIL=1`` keeps only
+the thread holding the GIL), and ``BENCH_DUMP=FILE`` writes every delivery as "seconds into the window,
+latency" to find periodic stalls. Medians over runs are printed with the machine's core count.
 Everything targets 127.0.0.1 and stops by itself.
 Usage: ``.venv/bin/python bench/chat_roundtrip.py [--customers 100 1000] [--runs 3] [--seconds 10]``.
 """
@@ -43,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BODY = "您好，我的订单 202611220001 什么时候发货？Where is my parcel? " * 2  # ~200 bytes of JSON per frame
 AGENTS = 4
+# Seconds before measuring: every customer's first message opens a conversation and a routing task and the
+# first answer assigns it, a one-off burst a node drains in a few seconds; the window measures steady state.
+WARMUP = 5.0
 
 
 def free_port() -> int:
@@ -130,6 +135,7 @@ def sent_at(client_id: str) -> float:
 @dataclass
 class AgentStats:
     to_agent: list[float] = field(default_factory=list)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the window, latency)
     replies_acked: int = 0
 
 
@@ -165,6 +171,7 @@ async def agent_loop(ws, stats: AgentStats, window: Window, index: int) -> None:
         cid = msg["client_message_id"]
         if window.counts(now):
             stats.to_agent.append(now - sent_at(cid))
+            stats.samples.append((now - window.t0, now - sent_at(cid)))
         await ws.send(orjson.dumps({"type": "message.send", "id": "r-" + cid,
                                     "data": {"conversation_id": conversation,
                                              "body": "好的，马上为您查询。OK, checking."}}).decode())
@@ -275,7 +282,7 @@ async def run_customers(url: str, tokens: list[str | None], mode: str, procs: in
             if await asyncio.to_thread(pipe.recv) != "ready":
                 raise RuntimeError("client process failed")
         go = time.perf_counter() + 0.5
-        window = Window(go, go + 2.0, go + 2.0 + seconds)  # 2 s of warm-up, then the measured seconds
+        window = Window(go, go + WARMUP, go + WARMUP + seconds)  # warm-up, then the measured seconds
         for pipe in pipes:
             pipe.send((window.go, window.t0, window.t1))
         if on_window is not None:
@@ -349,6 +356,8 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
         acked = sum(r["acked"] for r in results)
         reply = [x for r in results for x in r["reply"]]
         to_agent = stats.to_agent
+        if os.environ.get("BENCH_DUMP"):
+            Path(os.environ["BENCH_DUMP"]).write_text("\n".join(f"{t:.4f} {lat:.4f}" for t, lat in stats.samples))
         return {"stored_per_s": (acked + stats.replies_acked) / seconds, "customer_msgs_per_s": acked / seconds,
                 "p50_ms": pct(to_agent, 50) * 1000, "p99_ms": pct(to_agent, 99) * 1000,
                 "reply_p50_ms": pct(reply, 50) * 1000, "reply_p99_ms": pct(reply, 99) * 1000,
@@ -393,7 +402,8 @@ async def record_profile(pid: int, window: Window, out: Path) -> None:
     duration = max(1, int(window.t1 - window.t0))
     process = await asyncio.create_subprocess_exec(
         spy, "record", "--pid", str(pid), "--duration", str(duration), "--rate", "200", "--format", "raw",
-        "--output", str(out), "--nonblocking", *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        "--output", str(out), "--nonblocking", *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []),
+        *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     await process.wait()
 
 
@@ -425,10 +435,12 @@ async def main() -> None:
     parser.add_argument("--phases", nargs="+", choices=["paced", "saturated", "echo"],
                         default=["paced", "saturated", "echo"])
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server (first run)")
+    parser.add_argument("--warmup", type=float, default=WARMUP, help="seconds before the measured window")
     args = parser.parse_args()
+    globals()["WARMUP"] = args.warmup
     procs = args.client_procs
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  seconds: {args.seconds}"
-          f"  client processes: {procs}  load: {os.getloadavg()[0]:.1f}")
+          f"  warm-up: {args.warmup}  client processes: {procs}  load: {os.getloadavg()[0]:.1f}")
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     for n in args.customers:
