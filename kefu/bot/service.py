@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.bot.flows import BRAND, SKILLS, Flow, FlowInvalid, FlowSet, builtin_flows, parse_flow
@@ -28,6 +28,7 @@ from kefu.bot.schemas import (
 )
 from kefu.channels import service as channel_service
 from kefu.conversations import service as conversation_service
+from kefu.core.db import run_core
 from kefu.core.errors import NotFound
 
 
@@ -94,13 +95,17 @@ async def inbox_settings(*, session: AsyncSession, inbox_id: str) -> BotSettings
     return settings_read(inbox_id, await session.get(BotInboxSettings, inbox_id))
 
 
+_settings = BotInboxSettings.__table__
+_BOT_ENABLED = select(_settings.c.inbox_id).where(_settings.c.inbox_id.in_(bindparam("ids", expanding=True)),
+                                                  _settings.c.enabled.is_(True))
+
+
 async def bot_enabled_inboxes(*, session: AsyncSession, inbox_ids: set[str]) -> set[str]:
     """Which of these inboxes start conversations owned by the bot (one query for a whole batch)."""
     if not inbox_ids:
         return set()
-    rows = await session.scalars(select(BotInboxSettings.inbox_id).where(
-        BotInboxSettings.inbox_id.in_(inbox_ids), BotInboxSettings.enabled.is_(True)))
-    return set(rows.all())
+    rows = await run_core(session, _BOT_ENABLED, {"ids": sorted(inbox_ids)})  # chat hot path: pre-built
+    return {inbox_id for (inbox_id,) in rows}
 
 
 async def dialogue_state(*, session: AsyncSession, conversation_id: str) -> DialogueState | None:

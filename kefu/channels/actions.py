@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kefu.audit import actions as audit_actions
 from kefu.bot import service as bot_service
 from kefu.channels import identity, visitor_tokens
+from kefu.channels import service as channel_service
 from kefu.channels.models import IdentityNonce, Inbox
 from kefu.channels.schemas import (
     InboxAppearanceUpdate,
@@ -232,8 +233,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     and their reverts.
     """
     session = uow.session
-    inboxes = {i.id: i for i in await session.scalars(
-        select(Inbox).where(Inbox.id.in_({item.claims.inbox_id for item in items})))}
+    inboxes = await channel_service.inbox_states(session=session,
+                                                 inbox_ids={item.claims.inbox_id for item in items})
     contacts = await contact_service.visitor_contacts(
         session=session, visitors={(item.claims.tenant_id, item.claims.visitor_id) for item in items})
     live: dict[tuple[str, str], Any] = await conversation_service.live_conversation_rows(
@@ -247,7 +248,7 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         claims = item.claims
         inbox = inboxes.get(claims.inbox_id)
         contact_id = contacts.get((claims.tenant_id, claims.visitor_id))
-        if inbox is None or not inbox.is_active or inbox.tenant_id != claims.tenant_id:
+        if inbox is None or not inbox[1] or inbox[0] != claims.tenant_id:  # (tenant id, active)
             outcomes[index] = NotFound("inbox_not_found")
             continue
         if contact_id is None:

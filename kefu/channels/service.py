@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.channels.models import Inbox
@@ -12,6 +12,7 @@ from kefu.channels.policies import visible_to_visitor
 from kefu.channels.schemas import InboxRead, InboxSecretRead, WidgetConfig
 from kefu.conversations import service as conversation_service
 from kefu.core.clock import utcnow
+from kefu.core.db import run_core
 from kefu.core.errors import NotFound
 from kefu.core.i18n import translate
 from kefu.events.models import OutboxEvent
@@ -97,3 +98,17 @@ async def visitor_events(
     rows = (await session.scalars(query)).all()
     events = [to_event(row) for row in rows]
     return [e for e in events if visible_to_visitor(e)], (rows[-1].id if rows else after_id)
+
+
+_inboxes = Inbox.__table__
+_INBOX_STATES = select(_inboxes.c.id, _inboxes.c.tenant_id, _inboxes.c.is_active).where(
+    _inboxes.c.id.in_(bindparam("ids", expanding=True)))
+
+
+async def inbox_states(*, session: AsyncSession, inbox_ids: set[str]) -> dict[str, tuple[str, bool]]:
+    """(tenant id, active) of each inbox, for the widget's batch writer: one pre-built column select per batch
+    (see ``core.db.run_core``)."""
+    if not inbox_ids:
+        return {}
+    rows = await run_core(session, _INBOX_STATES, {"ids": sorted(inbox_ids)})
+    return {inbox_id: (tenant_id, bool(active)) for inbox_id, tenant_id, active in rows}

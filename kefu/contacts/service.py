@@ -5,12 +5,13 @@ Objects of another tenant and missing ones raise the same ``NotFound``, so ids l
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.contacts.models import Contact, ContactIdentity, ContactMerge
 from kefu.contacts.policies import MAX_MERGE_HOPS, normalise_identity
 from kefu.contacts.schemas import ContactMergeRead, ContactRead, IdentityRead
+from kefu.core.db import run_core
 from kefu.core.errors import Conflict, NotFound
 
 
@@ -61,6 +62,15 @@ async def current_contacts(*, session: AsyncSession, tenant_id: str, contact_ids
     return resolved
 
 
+_identities, _contacts = ContactIdentity.__table__, Contact.__table__
+_VISITOR_CONTACTS = (
+    select(_identities.c.tenant_id, _identities.c.value, _identities.c.contact_id, _contacts.c.tenant_id,
+           _contacts.c.merged_into_id)
+    .join(_contacts, _contacts.c.id == _identities.c.contact_id)
+    .where(_identities.c.kind == "visitor", _identities.c.value.in_(bindparam("values", expanding=True)))
+)
+
+
 async def visitor_contacts(*, session: AsyncSession, visitors: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """Map (tenant id, visitor id) to the contact holding that visitor's timeline now.
 
@@ -69,13 +79,15 @@ async def visitor_contacts(*, session: AsyncSession, visitors: set[tuple[str, st
     """
     if not visitors:
         return {}
-    # Plain column rows, not ORM objects: this runs for every batch of widget messages (the chat hot path).
-    rows = await session.execute(select(ContactIdentity.tenant_id, ContactIdentity.value, ContactIdentity.contact_id)
-                                 .where(ContactIdentity.kind == "visitor",
-                                        ContactIdentity.value.in_({visitor for _, visitor in visitors})))
-    owners = {(tenant_id, value): contact_id for tenant_id, value, contact_id in rows if (tenant_id, value) in visitors}
-    states = {contact_id: (tenant_id, merged_into_id) for contact_id, tenant_id, merged_into_id in await session.execute(
-        select(Contact.id, Contact.tenant_id, Contact.merged_into_id).where(Contact.id.in_(set(owners.values()))))}
+    # One pre-built column select joining the identity to its contact: this runs for every batch of widget
+    # messages (the chat hot path).
+    rows = await run_core(session, _VISITOR_CONTACTS, {"values": sorted({visitor for _, visitor in visitors})})
+    owners: dict[tuple[str, str], str] = {}
+    states: dict[str, tuple[str, str | None]] = {}
+    for tenant_id, value, contact_id, contact_tenant_id, merged_into_id in rows:
+        if (tenant_id, value) in visitors:
+            owners[(tenant_id, value)] = contact_id
+            states[contact_id] = (contact_tenant_id, merged_into_id)
     resolved: dict[tuple[str, str], str] = {}
     for key, contact_id in owners.items():
         state = states.get(contact_id)

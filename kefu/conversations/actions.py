@@ -7,6 +7,7 @@ explicitly (later issues), never from ORM callbacks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,6 +36,7 @@ from kefu.conversations.schemas import (
 )
 from kefu.conversations.service import conversation_read, message_read
 from kefu.core.clock import utcnow
+from kefu.core.db import run_core
 from kefu.core.errors import Conflict, DomainError, NotFound, ValidationFailed, check_version
 from kefu.core.i18n import translate
 from kefu.core.ids import new_id
@@ -108,6 +110,23 @@ class MessagePost:
 PostOutcome = tuple[MessageRead, bool] | DomainError
 
 
+_messages = Message.__table__
+_STORED_CLIENT_IDS = select(_messages.c.conversation_id, _messages.c.sender_kind, _messages.c.client_message_id,
+                            _messages.c.id).where(
+    _messages.c.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
+    _messages.c.client_message_id.in_(bindparam("client_ids", expanding=True)))
+
+
+_INSERT_MESSAGES = insert(_messages)
+
+
+@functools.cache
+def _conversation_update(columns: tuple[str, ...]) -> Any:
+    """The executemany UPDATE of these conversation columns by id, built once per column set (a handful)."""
+    table = Conversation.__table__
+    return update(table).where(table.c.id == bindparam("row_id")).values({key: bindparam(key) for key in columns})
+
+
 async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> list[PostOutcome]:
     """Append many messages with a fixed number of statements; one outcome per post, in order.
 
@@ -130,10 +149,13 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
     keyed = [posts[i] for i in valid if posts[i].client_message_id is not None]
     stored: dict[tuple[str, str, str | None], MessageRead] = {}
     if keyed:
-        rows = await session.scalars(select(Message).where(
-            Message.conversation_id.in_({p.conversation.id for p in keyed}),
-            Message.client_message_id.in_({p.client_message_id for p in keyed})))
-        stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}
+        # Keys only, with a pre-built statement (every chat batch runs it); the rare repeats load the row.
+        found = {tuple(key[:3]): key[3] for key in await run_core(session, _STORED_CLIENT_IDS, {
+            "conversation_ids": sorted({p.conversation.id for p in keyed}),
+            "client_ids": sorted({p.client_message_id for p in keyed})})}
+        if found:
+            rows = await session.scalars(select(Message).where(Message.id.in_(found.values())))
+            stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}
     race_safe = len(posts) == 1
     bulk: list[dict[str, Any]] = []
     owners = {posts[i].conversation.id: _ownership(posts[i].conversation) for i in valid}
@@ -175,7 +197,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
         outcomes[index] = (read, True)
     if bulk:
         await session.flush()  # conversations started in this batch must exist before their messages
-        await session.execute(insert(Message.__table__), bulk)  # Core: the ORM bulk path costs twice as much
+        await run_core(session, _INSERT_MESSAGES, bulk)  # Core executemany: the ORM bulk path costs twice as much
     await _save_conversation_rows(uow, [posts[i].conversation for i in valid])
     for index in valid:
         outcome, post = outcomes[index], posts[index]
@@ -200,11 +222,8 @@ async def _save_conversation_rows(uow: UnitOfWork, conversations: Sequence[Any])
     columns = sorted({key for changed in changes.values() for key in changed})
     if not columns:
         return
-    table = Conversation.__table__
     # Core executemany (the ORM's bulk UPDATE by primary key costs about twice as much per row).
-    statement = update(table).where(table.c.id == bindparam("row_id")).values(
-        {key: bindparam(key) for key in columns})
-    await uow.session.execute(statement, [
+    await run_core(uow.session, _conversation_update(tuple(columns)), [
         {"row_id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
         for row_id, changed in changes.items() if changed])
     for row_id, changed in changes.items():

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +22,7 @@ from kefu.conversations.models import (
     Message,
 )
 from kefu.conversations.schemas import ConversationRead, DispositionCodeRead, MessageRead
-from kefu.core.db import like_escaped
+from kefu.core.db import like_escaped, run_core
 from kefu.core.errors import NotFound
 
 
@@ -172,8 +172,16 @@ class ConversationRow:
                 if value != self.loaded[key]}
 
 
-def _conversation_rows_query() -> Select[Any]:
-    return select(*(getattr(Conversation, key) for key in CONVERSATION_COLUMNS))
+_conversations = Conversation.__table__
+# Pre-built column selects for the chat hot path's batch writers (see ``core.db.run_core``).
+_CONVERSATION_COLUMNS_SELECT = select(*(_conversations.c[key] for key in CONVERSATION_COLUMNS))
+_LIVE_CONVERSATION_ROWS = (
+    _CONVERSATION_COLUMNS_SELECT
+    .where(_conversations.c.contact_id.in_(bindparam("contact_ids", expanding=True)),
+           _conversations.c.status.in_(("open", "pending")))
+    .order_by(_conversations.c.id)
+)
+_CONVERSATION_ROWS = _CONVERSATION_COLUMNS_SELECT.where(_conversations.c.id.in_(bindparam("ids", expanding=True)))
 
 
 async def live_conversation_rows(
@@ -181,11 +189,10 @@ async def live_conversation_rows(
 ) -> dict[tuple[str, str], ConversationRow]:
     """As ``live_conversations``, as ``ConversationRow`` values (for the widget's batch writer)."""
     live: dict[tuple[str, str], ConversationRow] = {}
-    rows = await session.execute(
-        _conversation_rows_query()
-        .where(Conversation.contact_id.in_(set(contact_ids)), Conversation.status.in_(("open", "pending")))
-        .order_by(Conversation.id))
-    for values in rows:
+    contact_ids = sorted(set(contact_ids))
+    if not contact_ids:
+        return live
+    for values in await run_core(session, _LIVE_CONVERSATION_ROWS, {"contact_ids": contact_ids}):
         row = ConversationRow(values)
         live[(row.inbox_id, row.contact_id)] = row  # ascending ids: the newest wins
     return live
@@ -193,7 +200,10 @@ async def live_conversation_rows(
 
 async def conversation_rows(*, session: AsyncSession, conversation_ids: Iterable[str]) -> dict[str, ConversationRow]:
     """Conversations by id as ``ConversationRow`` values (unknown ids are left out; callers check the tenant)."""
-    rows = await session.execute(_conversation_rows_query().where(Conversation.id.in_(set(conversation_ids))))
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return {}
+    rows = await run_core(session, _CONVERSATION_ROWS, {"ids": ids})
     return {row.id: row for row in map(ConversationRow, rows)}
 
 

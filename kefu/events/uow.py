@@ -24,11 +24,17 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.core.clock import utcnow
+from kefu.core.db import run_core
 from kefu.events.models import OutboxEvent
 from kefu.events.outbox import OutboxRelay
 from kefu.events.types import DomainEvent
 
 log = logging.getLogger("kefu.events.uow")
+
+
+# Pre-built: every group commit runs them (see ``core.db.run_core``).
+_MAX_OUTBOX_ID = select(func.max(OutboxEvent.__table__.c.id))
+_INSERT_OUTBOX = insert(OutboxEvent.__table__)
 
 
 class UnitOfWork:
@@ -85,10 +91,11 @@ class UnitOfWork:
         """Insert the pending outbox rows; return their ids in emit order."""
         session, rows = self.session, self._rows
         if session.get_bind().dialect.name == "sqlite":
-            start = await session.scalar(select(func.max(OutboxEvent.id))) or 0
+            start = (await run_core(session, _MAX_OUTBOX_ID)).scalar() or 0
             ids = list(range(start + 1, start + 1 + len(rows)))
-            await session.execute(insert(OutboxEvent.__table__),  # Core executemany, not the ORM bulk path
-                                  [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
+            # Pre-built Core executemany, not the ORM bulk path.
+            await run_core(session, _INSERT_OUTBOX,
+                           [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
             return ids
         return list((await session.scalars(
             insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), rows)).all())
