@@ -7,6 +7,7 @@ with a stale snapshot, timezone-aware UTC datetimes on both.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from datetime import UTC, datetime
@@ -86,8 +87,20 @@ _SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyD
 
 def _json_dumps(value: Any) -> str:
     """JSON columns through orjson: several times faster than the stdlib on the message and outbox hot path
-    (every outbox row holds its event as JSON). Non-string keys are written as strings, as ``json`` does."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    (every outbox row holds its event as JSON). Non-string keys are written as strings, as ``json`` does;
+    what orjson refuses and ``json`` takes (integers beyond 64 bits, from a marketplace payload) goes to ``json``."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """orjson, with the stdlib for what only it reads (NaN written by ``json`` before orjson was used)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> AsyncEngine:
@@ -103,11 +116,11 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
         # hide_parameters: a failing statement is logged without its values (message bodies, PII).
         if inline:
             engine = create_async_engine(url, echo=echo, hide_parameters=True, json_serializer=_json_dumps,
-                                         json_deserializer=orjson.loads,
+                                         json_deserializer=_json_loads,
                                          async_creator=inline_connector(database, timeout=0))
         else:
             engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True,
-                                         json_serializer=_json_dumps, json_deserializer=orjson.loads)
+                                         json_serializer=_json_dumps, json_deserializer=_json_loads)
 
         opened: set[Any] = set()
         _SQLITE_CONNECTIONS[engine.sync_engine] = opened
@@ -139,7 +152,7 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
 
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                               hide_parameters=True, json_serializer=_json_dumps, json_deserializer=orjson.loads)
+                               hide_parameters=True, json_serializer=_json_dumps, json_deserializer=_json_loads)
 
 
 async def close_engine(engine: AsyncEngine) -> None:

@@ -177,3 +177,15 @@ async def test_a_batch_of_events_gets_ids_in_emit_order_matching_the_stored_rows
     assert sorted(rows) == [e.id for e in events]
     assert all(rows[e.id].type == e.type and rows[e.id].data == e.data for e in events)
     assert [e.id for e in rt.extras["received"] if e.tenant_id == tenant_id] == [e.id for e in events]
+
+
+async def test_event_data_beyond_what_orjson_writes_is_stored_and_read_back(rt) -> None:
+    """JSON columns go through orjson, with the stdlib for what only it takes (a 20-digit marketplace id)."""
+    tenant_id = await _tenant(rt)
+    uow = rt.unit_of_work()
+    uow.emit("test.big", tenant_id=tenant_id, data={"trade_id": 2**70, "codes": {1: "one"}})
+    [event] = await uow.commit()
+    await uow.session.close()
+    async with rt.sessionmaker() as session:
+        stored = await session.scalar(select(OutboxEvent.data).where(OutboxEvent.id == event.id))
+    assert stored == {"trade_id": 2**70, "codes": {"1": "one"}}
