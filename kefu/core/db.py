@@ -88,7 +88,8 @@ _SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyD
 def _json_dumps(value: Any) -> str:
     """JSON columns through orjson: several times faster than the stdlib on the message and outbox hot path
     (every outbox row holds its event as JSON). Non-string keys are written as strings, as ``json`` does;
-    what orjson refuses and ``json`` takes (integers beyond 64 bits, from a marketplace payload) goes to ``json``."""
+    what orjson refuses and ``json`` takes (integers beyond 64 bits, from a marketplace payload) goes to ``json``.
+    NaN and infinities are written as ``null`` (``json`` wrote ``NaN``, which is not JSON and PostgreSQL refuses)."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:

@@ -16,6 +16,7 @@ while the loop goes on. The worker thread also still serves aiosqlite's own call
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,35 +26,53 @@ BUSY_WAIT_MS = 30_000  # how long a statement handed to the worker thread waits 
 
 
 def is_busy(error: sqlite3.OperationalError) -> bool:
-    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or \
+    code = getattr(error, "sqlite_errorcode", None)
+    return (code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or \
         "database is locked" in str(error)
 
 
-def _wait_for_lock(connection: sqlite3.Connection, fn: Callable[..., Any], args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> Any:
-    """Run ``fn`` on the worker thread with the busy timeout on (the statement did not run: retrying is safe)."""
-    connection.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        connection.execute("PRAGMA busy_timeout=0")
+def _wait_for_lock(in_use: threading.Lock, connection: sqlite3.Connection, fn: Callable[..., Any],
+                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run ``fn`` on the worker thread with the busy timeout on (the statement did not run: retrying is safe).
+
+    Holds ``in_use`` throughout, so that nothing runs on the connection from the loop's thread meanwhile, even
+    if the task awaiting this was cancelled and closes the connection: that close queues behind us (running it
+    concurrently with the statement crashed the process).
+    """
+    with in_use:
+        connection.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.execute("PRAGMA busy_timeout=0")
 
 
 class InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose calls run in the caller's thread (see the module docstring)."""
 
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self._in_use = threading.Lock()  # held by the worker thread while it waits for the write lock
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         connection = self._connection
+        if not self._in_use.acquire(blocking=False):
+            # The worker thread still runs a statement for a caller that gave up (cancelled): queue behind it.
+            return await super()._execute(fn, *args, **kwargs)
         try:
-            return fn(*args, **kwargs)
-        except sqlite3.OperationalError as error:
-            # Inside a transaction we hold the write lock and SQLite cannot report busy; outside one the
-            # statement did not start, so it can be retried where waiting does not stop the loop.
-            if connection.in_transaction or not is_busy(error):
-                raise
-        return await super()._execute(_wait_for_lock, connection, fn, args, kwargs)
+            before = (connection.in_transaction, connection.total_changes)
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as error:
+                # Retried on the worker only if it provably did nothing: outside a transaction before and after,
+                # no row changed. Inside one we hold the write lock and SQLite does not report busy.
+                if before != (False, connection.total_changes) or connection.in_transaction or not is_busy(error):
+                    raise
+        finally:
+            self._in_use.release()
+        return await super()._execute(_wait_for_lock, self._in_use, connection, fn, args, kwargs)
 
 
 def inline_connector(database: str, **kwargs: Any) -> Callable[[], Any]:

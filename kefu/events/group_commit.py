@@ -151,8 +151,10 @@ class GroupCommitter:
                 if marks:
                     await self._relay.mark_published(session, marks)
                 await uow.commit()
-            except Exception:
-                self._relay.restore_marks(marks)
+            except BaseException as exc:
+                self._relay.restore_marks(marks)  # also when cancelled: the next batch or sweep marks them
+                if not isinstance(exc, Exception):
+                    raise
                 await uow.rollback()
                 return None
         finally:

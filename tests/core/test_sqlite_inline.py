@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -56,3 +58,58 @@ async def test_a_memory_database_keeps_one_engine(tmp_path: Path) -> None:
         assert runtime.commit_engine is None
     finally:
         await runtime.stop()
+
+
+CANCEL_WHILE_WAITING = r"""
+import asyncio, sqlite3, sys, threading
+from sqlalchemy import text
+from kefu.core.db import close_engine, create_engine, create_sessionmaker
+
+path = sys.argv[1]
+setup = sqlite3.connect(path, isolation_level=None)
+setup.execute("PRAGMA journal_mode=WAL")
+setup.execute("CREATE TABLE t (x INTEGER)")
+setup.close()
+
+
+async def main():
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", inline=True)
+    sessions = create_sessionmaker(engine)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process writes
+
+    async def write():
+        session = sessions()
+        try:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+            await session.commit()
+        finally:
+            await session.close()
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0.3)  # the statement now waits for the lock on the connection's worker thread
+    threading.Timer(1.0, lambda: other.execute("ROLLBACK")).start()
+    task.cancel()  # e.g. a shutdown with a deadline
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await close_engine(engine)
+    probe = sqlite3.connect(path, isolation_level=None, timeout=5)
+    probe.execute("BEGIN IMMEDIATE")
+    probe.execute("ROLLBACK")
+    print("rows", probe.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+asyncio.run(main())
+"""
+
+
+def test_cancelling_a_write_that_waits_for_the_lock_neither_crashes_nor_leaves_the_database_locked(
+        tmp_path: Path) -> None:
+    # In a child process: closing the connection while its worker thread still ran the waiting statement
+    # crashed the whole process (SIGSEGV) before the connection kept callers off it meanwhile.
+    done = subprocess.run([sys.executable, "-c", CANCEL_WHILE_WAITING, str(tmp_path / "cancel.db")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "rows 0", "the cancelled insert was not committed, and the lock is free"

@@ -189,3 +189,29 @@ async def test_event_data_beyond_what_orjson_writes_is_stored_and_read_back(rt) 
     async with rt.sessionmaker() as session:
         stored = await session.scalar(select(OutboxEvent.data).where(OutboxEvent.id == event.id))
     assert stored == {"trade_id": 2**70, "codes": {"1": "one"}}
+
+
+async def test_the_group_committer_marks_published_events_and_keeps_the_marks_when_its_batch_fails(rt) -> None:
+    tenant_id = await _tenant(rt)
+    uow = rt.unit_of_work()
+    uow.emit("test.published", tenant_id=tenant_id, data={})
+    [event] = await uow.commit()  # published to the bus; its mark waits for the next batch or sweep
+    await uow.session.close()
+    committer = GroupCommitter(rt.sessionmaker, rt.relay)
+
+    async def published() -> bool:
+        async with rt.sessionmaker() as session:
+            return await session.scalar(select(OutboxEvent.published_at).where(OutboxEvent.id == event.id)) is not None
+
+    async def failing(uow: UnitOfWork) -> None:
+        raise ValidationFailed("invalid_input")
+
+    with pytest.raises(ValidationFailed):
+        await committer.run(failing)
+    assert not await published(), "the failed batch rolled back, marks included"
+    await committer.run(lambda uow: _noop())
+    assert await published(), "the next batch marked it"
+
+
+async def _noop() -> None:
+    return None
