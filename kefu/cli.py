@@ -186,6 +186,9 @@ def serve(
         from kefu.demo.seed import seed_demo as do_seed
 
         _print_demo(asyncio.run(_with_runtime(settings, do_seed)), settings)
+    from kefu.runtime import prepare_serving_process
+
+    prepare_serving_process()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level=settings.log_level.lower(), ws="websockets-sansio", access_log=False,
                 proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies)

@@ -65,6 +65,7 @@ class WalCheckpointer:
 
 _heap_frozen = False
 FULL_COLLECTION_AFTER = 100  # middle-generation collections between two full ones (Python's default: 10)
+_serving = False  # set by prepare_serving_process()
 
 
 def freeze_startup_heap() -> None:
@@ -79,12 +80,23 @@ def freeze_startup_heap() -> None:
         _heap_frozen = True
         gc.collect()
         gc.freeze()
-        # What stays after start-up is mostly per-connection state (1,000 chat sockets: a few hundred thousand
-        # objects), and a full collection walks all of it: 90–100 ms with the whole node stopped, which came
-        # every 2–3 s under chat load and made the p99 delivery latency. Full collections now wait for 100
-        # young-generation passes instead of 10 (every 20–30 s under that load); cycles are freed a little later.
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
+
+
+def prepare_serving_process() -> None:
+    """For a serving process (``kefu serve``): freeze the start-up heap when the runtime starts, and run full
+    collections after 100 middle-generation passes instead of 10.
+
+    What a busy node keeps is mostly per-connection state (1,000 chat sockets: a few hundred thousand
+    objects), and a full collection walks all of it: 90–110 ms with the whole node stopped, every 2–3 s under
+    chat load, which made the p99 delivery latency. Cyclic garbage is freed later (every 20–30 s under that
+    load). Not for processes that build many apps and leave objects holding resources to the collector (the
+    test suite: an abandoned session's SQLite write lock would be held ten times longer, or for good once
+    frozen).
+    """
+    global _serving
+    _serving = True
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
 
 
 @dataclass
@@ -111,7 +123,8 @@ class Runtime:
         await self.relay.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
-        freeze_startup_heap()
+        if _serving:
+            freeze_startup_heap()
 
     async def stop(self) -> None:
         await self.committer.drain()
