@@ -1,0 +1,123 @@
+"""Group commit in process: CPU per transaction of widget messages, and what one hot-path statement costs.
+
+No sockets and no other load: this isolates the committer's own cost, in particular its fixed cost per
+transaction (a batch of 1 message), which decides the cycle time and so the latency of the chat round trip
+(bench/chat_roundtrip.py). Also times one ``SELECT … WHERE id IN (…)`` written the ways the code can write it.
+Prints medians of ``--runs`` batches per size with the machine's core count; a fresh SQLite file per run.
+Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import bindparam, select  # noqa: E402
+
+from kefu.channels import actions as channel_actions  # noqa: E402
+from kefu.channels import visitor_tokens  # noqa: E402
+from kefu.channels.models import Inbox  # noqa: E402
+from kefu.channels.schemas import InboxCreate, WidgetSessionCreate  # noqa: E402
+from kefu.core.migrate import upgrade  # noqa: E402
+from kefu.core.settings import Settings  # noqa: E402
+from kefu.runtime import build_runtime  # noqa: E402
+from kefu.tenants import actions as tenant_actions  # noqa: E402
+from kefu.tenants.schemas import TenantCreate  # noqa: E402
+
+BODY = "您好，我的订单 202611220001 什么时候发货？Where is my parcel? " * 2
+
+
+async def batches(size: int, runs: int) -> list[float]:
+    """CPU milliseconds of each of ``runs`` group-commit transactions of ``size`` widget messages (after one
+    warm-up transaction that also opens the conversations)."""
+    url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-gc-')) / 'bench.db'}"
+    await asyncio.to_thread(upgrade, url)
+    runtime = build_runtime(Settings(database_url=url, environment="development"))
+    try:
+        uow = runtime.unit_of_work()
+        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug="bench", name="Bench"))
+        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        claims = []
+        for _ in range(size):
+            widget = await channel_actions.do_start_widget_session(
+                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="zh")
+            claims.append(visitor_tokens.verify(runtime.settings.secret_key, widget.visitor_token))
+        await uow.commit()
+        await uow.session.close()
+        cpu = []
+        for run in range(runs + 1):
+            posts = [channel_actions.VisitorPost(claims=c, body=BODY, client_message_id=f"{run}-{i}")
+                     for i, c in enumerate(claims)]
+            started = time.process_time()
+            await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, posts)
+            if run:  # the first one opens the conversations
+                cpu.append((time.process_time() - started) * 1000)
+        return cpu
+    finally:
+        await runtime.stop()
+
+
+async def statement_costs(calls: int) -> dict[str, float]:
+    """CPU microseconds per call of one small select on the committer's inline connection, written four ways."""
+    url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-stmt-')) / 'bench.db'}"
+    await asyncio.to_thread(upgrade, url)
+    runtime = build_runtime(Settings(database_url=url, environment="development"))
+    ids = ["inb_a", "inb_b"]
+    table = Inbox.__table__
+    prebuilt = select(table.c.id, table.c.tenant_id).where(table.c.id.in_(bindparam("ids", expanding=True)))
+    results: dict[str, float] = {}
+    try:
+        async with runtime.committer._sessionmaker() as session:  # the inline engine on SQLite
+            connection = await session.connection()
+            raw = (await connection.get_raw_connection()).driver_connection
+
+            async def raw_call() -> object:
+                async with raw.execute("SELECT id, tenant_id FROM inboxes WHERE id IN (?, ?)", ids) as cursor:
+                    return await cursor.fetchall()
+
+            ways = {
+                "ORM entity select, built per call": lambda: session.scalars(select(Inbox).where(Inbox.id.in_(ids))),
+                "ORM column select, built per call": lambda: session.execute(
+                    select(Inbox.id, Inbox.tenant_id).where(Inbox.id.in_(ids))),
+                "pre-built Core statement (run_core)": lambda: connection.execute(prebuilt, {"ids": ids}),
+                "raw driver call": raw_call,
+            }
+            for name, call in ways.items():
+                for _ in range(50):
+                    await call()
+                started = time.process_time()
+                for _ in range(calls):
+                    await call()
+                results[name] = (time.process_time() - started) / calls * 1e6
+    finally:
+        await runtime.stop()
+    return results
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 20, 200])
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=500)
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  load: {os.getloadavg()[0]:.1f}")
+    for size in args.sizes:
+        cpu = await batches(size, args.runs)
+        median = statistics.median(cpu)
+        print(f"  transaction of {size:4d} widget messages: median CPU {median:6.2f} ms"
+              f" ({median * 1000 / size:6.0f} µs per message)")
+    for name, micros in (await statement_costs(args.calls)).items():
+        print(f"  {name:38s} {micros:6.1f} µs CPU per call")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
