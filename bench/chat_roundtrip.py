@@ -134,7 +134,6 @@ def sent_at(client_id: str) -> float:
 
 @dataclass
 class AgentStats:
-    to_agent: list[float] = field(default_factory=list)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the window, latency)
     replies_acked: int = 0
 
@@ -170,7 +169,6 @@ async def agent_loop(ws, stats: AgentStats, window: Window, index: int) -> None:
             continue  # another agent answers this conversation
         cid = msg["client_message_id"]
         if window.counts(now):
-            stats.to_agent.append(now - sent_at(cid))
             stats.samples.append((now - window.t0, now - sent_at(cid)))
         await ws.send(orjson.dumps({"type": "message.send", "id": "r-" + cid,
                                     "data": {"conversation_id": conversation,
@@ -306,7 +304,7 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
     proc = subprocess.Popen([sys.executable, "-m", "kefu.cli", "serve", "--no-migrate", "--port", str(port)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
-    agent_ws, tasks, spy = [], [], None
+    agent_ws, tasks = [], []
     try:
         await wait_http(base, proc)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -328,7 +326,6 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
         marks: dict[str, float] = {}
 
         def on_window(window: Window) -> None:
-            nonlocal spy
             tasks.extend(asyncio.create_task(agent_loop(ws, stats, window, i)) for i, ws in enumerate(agent_ws))
 
             async def meter() -> None:
@@ -355,7 +352,7 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
         await asyncio.gather(*tasks, return_exceptions=True)
         acked = sum(r["acked"] for r in results)
         reply = [x for r in results for x in r["reply"]]
-        to_agent = stats.to_agent
+        to_agent = [latency for _, latency in stats.samples]
         if os.environ.get("BENCH_DUMP"):
             Path(os.environ["BENCH_DUMP"]).write_text("\n".join(f"{t:.4f} {lat:.4f}" for t, lat in stats.samples))
         return {"stored_per_s": (acked + stats.replies_acked) / seconds, "customer_msgs_per_s": acked / seconds,
