@@ -18,19 +18,30 @@ from kefu.tenants.schemas import TenantCreate
 from tests.conftest import make_settings
 
 
+async def _shop(uow, name: str):  # type: ignore[no-untyped-def]
+    """A new tenant with one web chat inbox (in ``uow``, not committed)."""
+    tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"{name[:2]}-{uuid.uuid4().hex[:10]}",
+                                                                          name=name))
+    return tenant, await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+
+
+async def _visitors(runtime, uow, inbox_ids: list[str], *, locale: str) -> list:  # type: ignore[no-untyped-def]
+    """One widget visitor per inbox id (repeat an id for several), as the claims of their tokens."""
+    claims = []
+    for inbox_id in inbox_ids:
+        session = await channel_actions.do_start_widget_session(
+            uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox_id), locale=locale)
+        claims.append(visitor_tokens.verify(runtime.settings.secret_key, session.visitor_token))
+    return claims
+
+
 async def test_a_mixed_batch_gives_each_item_its_own_outcome(db_url: str) -> None:
     runtime = build_runtime(make_settings(db_url))
     try:
         uow = runtime.unit_of_work()
-        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"b-{uuid.uuid4().hex[:10]}",
-                                                                              name="batch"))
-        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        tenant, inbox = await _shop(uow, "batch")
         closed_inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="old"))
-        claims = []
-        for inbox_id in (inbox.id, inbox.id, closed_inbox.id):
-            session = await channel_actions.do_start_widget_session(
-                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox_id), locale="zh")
-            claims.append(visitor_tokens.verify(runtime.settings.secret_key, session.visitor_token))
+        claims = await _visitors(runtime, uow, [inbox.id, inbox.id, closed_inbox.id], locale="zh")
         await channel_actions.do_update_inbox(uow, inbox=closed_inbox, data=InboxUpdate(is_active=False))
         await uow.commit()
         await uow.session.close()
@@ -97,9 +108,7 @@ async def test_concurrent_first_sessions_of_one_customer_make_one_contact(db_url
     runtime = build_runtime(make_settings(db_url))
     try:
         uow = runtime.unit_of_work()
-        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"r-{uuid.uuid4().hex[:10]}",
-                                                                              name="race"))
-        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+        _, inbox = await _shop(uow, "race")
         await uow.commit()
         await uow.session.close()
         customer = f"cust-{uuid.uuid4().hex[:8]}"
@@ -128,14 +137,8 @@ async def test_a_batch_into_existing_conversations_saves_each_one_once(db_url: s
     runtime = build_runtime(make_settings(db_url))
     try:
         uow = runtime.unit_of_work()
-        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug=f"e-{uuid.uuid4().hex[:10]}",
-                                                                              name="existing"))
-        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
-        claims = []
-        for _ in range(2):
-            session = await channel_actions.do_start_widget_session(
-                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="en")
-            claims.append(visitor_tokens.verify(runtime.settings.secret_key, session.visitor_token))
+        _, inbox = await _shop(uow, "existing")
+        claims = await _visitors(runtime, uow, [inbox.id, inbox.id], locale="en")
         await uow.commit()
         await uow.session.close()
         a, b = claims
