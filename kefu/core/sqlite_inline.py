@@ -83,6 +83,8 @@ def inline_connector(database: str, **kwargs: Any) -> Callable[[], Any]:
             # Opened on the worker thread, used from the loop's thread as well (never at the same time).
             return sqlite3.connect(database, check_same_thread=False, **kwargs)
 
-        return await InlineConnection(open_database, 64)
+        connection = InlineConnection(open_database, 64)
+        connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does: never blocks exit
+        return await connection
 
     return connect
