@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, and_, bindparam, column, insert, select, update, values
 from sqlalchemy.exc import IntegrityError
 
 from kefu.attachments import actions as attachment_actions
@@ -111,10 +111,42 @@ PostOutcome = tuple[MessageRead, bool] | DomainError
 
 
 _messages = Message.__table__
-_STORED_CLIENT_IDS = select(_messages.c.conversation_id, _messages.c.sender_kind, _messages.c.client_message_id,
-                            _messages.c.id).where(
-    _messages.c.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
-    _messages.c.client_message_id.in_(bindparam("client_ids", expanding=True)))
+_KEYS_PER_LOOKUP = 256  # the group committer's largest batch
+
+
+@functools.cache
+def _stored_client_ids(size: int) -> Any:
+    """Ids of stored messages by exact (conversation, sender kind, client id) key, for ``size`` keys.
+
+    A join with the keys as a VALUES list, so each key is one probe of the unique index. Filtering by
+    ``conversation_id IN (…) AND client_message_id IN (…)`` instead made SQLite walk every message of each
+    named conversation (the unique index's first column only): 3.9 ms per chat batch, growing with the
+    conversations' length. Built once per power-of-two size; shorter key lists repeat their last key.
+    """
+    keys = values(column("conversation_id", String), column("sender_kind", String),
+                  column("client_message_id", String), name="k").data(
+        [(bindparam(f"c{i}", type_=String), bindparam(f"s{i}", type_=String), bindparam(f"m{i}", type_=String))
+         for i in range(size)]).cte("k")
+    return select(_messages.c.conversation_id, _messages.c.sender_kind, _messages.c.client_message_id,
+                  _messages.c.id).select_from(keys.join(_messages, and_(
+                      _messages.c.conversation_id == keys.c.conversation_id,
+                      _messages.c.sender_kind == keys.c.sender_kind,
+                      _messages.c.client_message_id == keys.c.client_message_id)))
+
+
+async def _stored_message_ids(session: Any, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """{(conversation id, sender kind, client id): message id} for the keys already stored."""
+    found: dict[tuple[str, str, str], str] = {}
+    for start in range(0, len(keys), _KEYS_PER_LOOKUP):
+        chunk = list(keys[start:start + _KEYS_PER_LOOKUP])
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += [chunk[-1]] * (size - len(chunk))
+        params: dict[str, str] = {}
+        for i, (conversation_id, sender_kind, client_id) in enumerate(chunk):
+            params[f"c{i}"], params[f"s{i}"], params[f"m{i}"] = conversation_id, sender_kind, client_id
+        for row in await run_core(session, _stored_client_ids(size), params):
+            found[(row[0], row[1], row[2])] = row[3]
+    return found
 
 
 _INSERT_MESSAGES = insert(_messages)
@@ -150,9 +182,8 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
     stored: dict[tuple[str, str, str | None], MessageRead] = {}
     if keyed:
         # Keys only, with a pre-built statement (every chat batch runs it); the rare repeats load the row.
-        found = {tuple(key[:3]): key[3] for key in await run_core(session, _STORED_CLIENT_IDS, {
-            "conversation_ids": sorted({p.conversation.id for p in keyed}),
-            "client_ids": sorted({p.client_message_id for p in keyed})})}
+        found = await _stored_message_ids(session, sorted({
+            (p.conversation.id, p.sender_kind, p.client_message_id) for p in keyed}))  # type: ignore[misc]
         if found:
             rows = await session.scalars(select(Message).where(Message.id.in_(found.values())))
             stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}

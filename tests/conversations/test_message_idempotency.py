@@ -94,3 +94,36 @@ async def test_group_committed_visitor_posts_with_one_client_id_make_one_message
     assert sorted(created for _, created in results) == [False] * 9 + [True]
     assert {message.conversation_id for message, _ in results} == {conversation_id}
     assert await _count(store, conversation_id, "same-2") == 1
+
+
+async def test_a_batch_answers_repeats_by_exact_key_across_conversations_and_sender_kinds(store: Runtime) -> None:
+    """Repeated client ids are found by (conversation, sender kind, client id): the same id in another
+    conversation, or from the customer instead of the agent, is a new message; batches longer than one
+    lookup (256 keys) are answered too."""
+    tenant = await create_tenant(store)
+    conversations = [(await _visitor(store, tenant)) for _ in range(3)]
+    (claims_a, a), (_, b), (_, c) = conversations
+
+    def agent(conversation_id: str, client_id: str) -> conversation_actions.AgentPost:
+        return conversation_actions.AgentPost(tenant_id=tenant.id, conversation_id=conversation_id,
+                                              sender_kind="agent", sender_id=tenant.agent.id, body="好的",
+                                              client_message_id=client_id)
+
+    async def post(items: list[conversation_actions.AgentPost]) -> list[tuple[MessageRead, bool]]:
+        return await store.committer.run(lambda uow: conversation_actions.do_post_agent_messages(uow, items))
+
+    first = await post([agent(a, "k1"), agent(b, "k2")])
+    customer, created = await store.committer.run(lambda uow: channel_actions.do_post_visitor_message(
+        uow, claims=claims_a, body="在吗", client_message_id="k1"))
+    assert created and customer.id not in {m.id for m, _ in first}
+    again = await post([agent(a, "k1"), agent(b, "k2"), agent(c, "k1"), agent(a, "k3"), agent(b, "k1")])
+    assert [created for _, created in again] == [False, False, True, True, True]
+    assert [m.id for m, _ in again[:2]] == [m.id for m, _ in first]
+    assert await _count(store, a, "k1") == 2  # the agent's and the customer's
+
+    many = [agent(conversations[i % 3][1], f"n{i}") for i in range(300)]
+    stored = await post(many)
+    assert all(created for _, created in stored)
+    repeated = await post([*many, agent(a, "n-new")])
+    assert [created for _, created in repeated] == [False] * 300 + [True]
+    assert [m.id for m, _ in repeated[:300]] == [m.id for m, _ in stored]
