@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, make_url
+from sqlalchemy.engine import processors
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +52,34 @@ class UTCDateTime(TypeDecorator):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # On SQLite, one step each way instead of this decorator's step plus the dialect's: a chat batch binds and
+    # reads several timestamps per message, and the two Python layers were 3-4% of a busy node's CPU. The
+    # text is the dialect's own storage format ("2026-12-06 18:00:00.123456"), so stored values are unchanged.
+
+    def bind_processor(self, dialect: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else _sqlite_datetime(value).replace(tzinfo=UTC)
+
+        return process
+
+
+_sqlite_datetime = processors.str_to_datetime  # SQLAlchemy's own parser of SQLite's text timestamps
 
 # An auto-incrementing 64-bit key; SQLite only auto-increments a column declared INTEGER.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
