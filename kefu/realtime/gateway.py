@@ -398,6 +398,7 @@ class RealtimeSession:
             raise _invalid("data")
         submission = self.message_submission(client_id, data)  # validates synchronously, raises FrameError
         await self._slots.acquire()
+        self.conn.sending.add(client_id)  # type: ignore[union-attr]  (the hub answers its echo with the ack)
         task = asyncio.create_task(self._commit_and_ack(client_id, submission))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -419,6 +420,7 @@ class RealtimeSession:
             log.exception("message.send failed", extra={"kind": self.kind})
             conn.push(self._error_frame("internal_error", client_id))
         finally:
+            conn.sending.discard(client_id)
             self._slots.release()
 
     # -- what subclasses decide ----------------------------------------------------------------------------

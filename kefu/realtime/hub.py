@@ -27,6 +27,7 @@ from kefu.events.types import (
     CONTACT_UNMERGED,
     CREDENTIALS_REVOKED,
     INTERNAL,
+    MESSAGE_CREATED,
     VISITOR_VISIBLE,
     DomainEvent,
 )
@@ -58,12 +59,24 @@ def dumps(frame: dict[str, Any]) -> str:
     return orjson.dumps(frame).decode()
 
 
+def _own_send(event: DomainEvent) -> tuple[str, str | None, str] | None:
+    """(sender kind, sender id, client id) of the message a ``message.created`` event announces, if the
+    sender gave a client id: the socket that sent it gets its ack instead of this event (one frame less per
+    message; the ack carries the same stored message). Other sockets of the same person still get it."""
+    if event.type != MESSAGE_CREATED:
+        return None
+    message = event.data.get("message") if isinstance(event.data, dict) else None
+    if not isinstance(message, dict) or not message.get("client_message_id"):
+        return None
+    return message.get("sender_kind") or "", message.get("sender_id"), message["client_message_id"]
+
+
 class Connection:
     """One registered WebSocket: its identity, bounded outbound queue, duplicate filter and writer task."""
 
     __slots__ = ("websocket", "kind", "tenant_id", "contact_id", "inbox_id", "subject_id", "user_id", "watch_all",
-                 "token_hash", "limit", "acked", "closing", "_queue", "_wake", "_seen", "_seen_order", "_writer",
-                 "_hub", "_close_task")
+                 "token_hash", "limit", "acked", "closing", "sending", "_queue", "_wake", "_seen", "_seen_order",
+                 "_writer", "_hub", "_close_task")
 
     def __init__(self, hub: Hub, websocket: WebSocket, *, kind: str, tenant_id: str, subject_id: str,
                  contact_id: str | None = None, inbox_id: str | None = None, token_hash: str | None = None,
@@ -81,6 +94,7 @@ class Connection:
         self.limit = hub.queue_limits[kind]
         self.acked = 0
         self.closing = False
+        self.sending: set[str] = set()  # client ids of this socket's message.send frames not yet acknowledged
         self._queue: deque[tuple[str, bool]] = deque()
         self._wake = asyncio.Event()
         self._seen: set[int] = set()
@@ -97,6 +111,15 @@ class Connection:
         if len(self._seen_order) > SEEN_WINDOW:
             self._seen.discard(self._seen_order.popleft())
         return True
+
+    def sent_it(self, echo: tuple[str, str | None, str] | None) -> bool:
+        """Whether ``echo`` (sender kind, sender id, client id of a new message) is this socket's own
+        ``message.send`` still waiting for its ack, which carries the stored message to it anyway."""
+        if echo is None or not self.sending or echo[2] not in self.sending:
+            return False
+        if self.kind == VISITOR:
+            return echo[0] == "customer" and echo[1] == self.contact_id
+        return echo[0] != "customer" and echo[1] == self.subject_id
 
     def offer(self, event_id: int, text: str) -> None:
         """Queue an event frame unless it is a duplicate; close the connection if the queue is full."""
@@ -236,17 +259,19 @@ class Hub:
             if event.type == CREDENTIALS_REVOKED and agents:
                 self._close_revoked(list(agents), event.data)
             return
+        echo = _own_send(event)
         if agents:
-            text = dumps(event.frame())
+            text = None
             recipient = agent_recipient(event)
-            if recipient is None:
-                for conn in agents:
-                    conn.offer(event.id, text)
-            else:
-                for conn in self._watchers.get(event.tenant_id, ()):
-                    conn.offer(event.id, text)
-                for conn in self._by_user.get((event.tenant_id, recipient), ()):
-                    conn.offer(event.id, text)
+            targets = agents if recipient is None else (*self._watchers.get(event.tenant_id, ()),
+                                                        *self._by_user.get((event.tenant_id, recipient), ()))
+            for conn in targets:
+                if echo is not None and conn.sent_it(echo):
+                    conn.remember(event.id)
+                    continue
+                if text is None:
+                    text = dumps(event.frame())
+                conn.offer(event.id, text)
         if event.contact_id is None or event.type not in VISITOR_VISIBLE:
             return
         visitors = self._visitors.get((event.tenant_id, event.contact_id))
@@ -256,9 +281,14 @@ class Hub:
         if view is None:
             return
         frame, inbox_id = view
-        text = dumps(frame)
+        text = None
         for conn in visitors:
             if inbox_id is None or conn.inbox_id == inbox_id:
+                if echo is not None and conn.sent_it(echo):
+                    conn.remember(event.id)
+                    continue
+                if text is None:
+                    text = dumps(frame)
                 conn.offer(event.id, text)
 
     def deliver_ephemeral(self, *, tenant_id: str, contact_id: str | None, inbox_id: str | None,

@@ -94,7 +94,7 @@ async def test_customer_chats_with_agent_and_reload_keeps_history(
     await expect(messages.locator("[data-message-id]")).to_have_count(3, timeout=10_000)
     await agent.sync()
     bodies = [f["data"]["message"]["body"] for f in agent.received if f["type"] == "message.created"]
-    assert bodies == [question, answer, "thanks!"]
+    assert bodies == [question, "thanks!"]  # its own answer came back as the ack
     await agent.close()
     await context.close()
 

@@ -43,7 +43,7 @@ async def test_assigned_conversations_reach_their_agent_and_supervisors_only(
     await visitor.send({"type": "message.send", "id": "q2", "data": {"body": f"thanks {key}"}})
     await mine.wait_for(is_message(f"thanks {key}"))
     await boss.wait_for(is_message(f"thanks {key}"))
-    await visitor.wait_for(is_message(f"thanks {key}"))
+    assert (await visitor.wait_for(is_ack("q2")))["data"]["message"]["body"] == f"thanks {key}"
     assert [b for b in bodies(await theirs.sync()) if key in b] == []
 
     # A reconnect replays the same view: the other agent's resume skips the assigned conversation's messages.

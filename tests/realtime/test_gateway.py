@@ -25,6 +25,7 @@ async def test_customer_message_reaches_agent_and_reply_reaches_customer(
     assert before == [] and registered["data"]["user_id"] == tenant.agent.id
     assert isinstance(registered["data"]["last_event_id"], int)
     stranger, _, _ = await agent_client(server.ws_url, other_tenant.agent.token)
+    colleague, _, _ = await agent_client(server.ws_url, tenant.supervisor.token)
     visitor, vreg, _ = await visitor_client(server.ws_url, session.visitor_token)
     assert vreg["data"]["contact_id"] == session.contact_id
 
@@ -55,21 +56,21 @@ async def test_customer_message_reaches_agent_and_reply_reaches_customer(
     await agent.send({"type": "message.send", "id": note_id,
                       "data": {"conversation_id": conversation_id, "body": "客户很着急 VIP", "private": True}})
     assert (await agent.wait_for(is_ack(note_id)))["data"]["message"]["private"] is True
-    await agent.wait_for(is_message("客户很着急 VIP"))
+    await colleague.wait_for(is_message("客户很着急 VIP"))
     leaked = [f for f in await visitor.sync() + visitor.received if "VIP" in str(f)]
     assert leaked == []
 
     # Tenant B's agent saw nothing of tenant A.
     assert await stranger.sync() == []
     assert [f["type"] for f in stranger.received] == ["registered", "pong"]
-    for client in (agent, stranger, visitor):
+    for client in (agent, stranger, colleague, visitor):
         await client.close()
 
 
 async def test_resume_replays_exactly_the_missed_events(
         server: LiveServer, runtime: Runtime, tenant: TenantFixture) -> None:
     session = await start_visitor(runtime, tenant.inbox_id)
-    visitor, _, _ = await visitor_client(server.ws_url, session.visitor_token)
+    visitor, visitor_registered, _ = await visitor_client(server.ws_url, session.visitor_token)
     agent, _, _ = await agent_client(server.ws_url, tenant.agent.token)
     first = cid()
     await visitor.send({"type": "message.send", "id": first, "data": {"body": "first"}})
@@ -105,11 +106,14 @@ async def test_resume_replays_exactly_the_missed_events(
     await agent2.send({"type": "message.send", "id": reply,
                        "data": {"conversation_id": conversation_id, "body": "public reply"}})
     await agent2.wait_for(is_ack(reply))
-    vis_resume = max(f["id"] for f in visitor.received if isinstance(f.get("id"), int))
+    # The visitor's own messages came back as acks, not events: its position is where it registered.
+    vis_resume = max([visitor_registered["data"]["last_event_id"],
+                      *(f["id"] for f in visitor.received if isinstance(f.get("id"), int))])
     visitor2 = await WSClient.open(f"{server.ws_url}/api/v1/widget/ws?resume_from={vis_resume}")
     vreg, vreplayed = await visitor2.register({"visitor_token": session.visitor_token})
     bodies = [f["data"]["message"]["body"] for f in vreplayed if f["type"] == "message.created"]
-    assert bodies == ["public reply"]
+    # Its own messages (live it had acks, not events), then the public reply; never the internal note.
+    assert bodies == ["first", "second", "third", "public reply"]
     assert vreg["data"]["last_event_id"] >= vreplayed[-1]["id"]
     await agent2.close()
     await visitor2.close()
@@ -134,8 +138,12 @@ async def test_message_send_is_idempotent_by_client_id(
                           "data": {"conversation_id": conversation_id, "body": "reply once"}})
     replies = [await agent.wait_for(is_ack(reply)) for _ in range(2)]
     assert replies[0]["data"]["message"]["id"] == replies[1]["data"]["message"]["id"]
+    # Each side got the other's message once as an event; its own came back only as acks.
     await agent.sync()
-    assert len([f for f in agent.received if f["type"] == "message.created"]) == 2
+    await visitor.sync()
+    assert [f["data"]["message"]["body"] for f in agent.received if f["type"] == "message.created"] == ["only once"]
+    assert [f["data"]["message"]["body"] for f in visitor.received
+            if f["type"] == "message.created"] == ["reply once"]
 
     async with runtime.sessionmaker() as db:
         count = await db.scalar(select(func.count()).select_from(Message)
@@ -273,3 +281,27 @@ async def test_shutdown_tells_clients_to_reconnect(sqlite_url: str, tenant: Tena
     node.stop()
     code, _ = await agent.closed()
     assert code == 1012  # service restart: reconnect (to any node) with resume_from
+
+
+async def test_the_sending_socket_gets_its_ack_and_the_visitors_other_tabs_the_event(
+        server: LiveServer, runtime: Runtime, tenant: TenantFixture) -> None:
+    """One frame per own message on the socket that sent it (the ack carries the stored message); another
+    tab of the same visitor and the agents get ``message.created``; a resume replays it to the sender too."""
+    session = await start_visitor(runtime, tenant.inbox_id)
+    tab, registered, _ = await visitor_client(server.ws_url, session.visitor_token)
+    other_tab, _, _ = await visitor_client(server.ws_url, session.visitor_token)
+    agent, _, _ = await agent_client(server.ws_url, tenant.agent.token)
+    send_id = cid()
+    await tab.send({"type": "message.send", "id": send_id, "data": {"body": "还在吗"}})
+    ack = await tab.wait_for(is_ack(send_id))
+    event = await other_tab.wait_for(is_message("还在吗"))
+    assert event["data"]["message"]["id"] == ack["data"]["message"]["id"]
+    await agent.wait_for(is_message("还在吗"))
+    await tab.sync()
+    assert [f["type"] for f in tab.received if "还在吗" in str(f)] == ["message.ack"]
+
+    again, _, replayed = await visitor_client(server.ws_url, session.visitor_token,
+                                              resume_from=registered["data"]["last_event_id"])
+    assert [f["data"]["message"]["id"] for f in replayed if f["type"] == "message.created"] == [event["data"]["message"]["id"]]
+    for client in (tab, other_tab, agent, again):
+        await client.close()
