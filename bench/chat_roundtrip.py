@@ -138,18 +138,20 @@ class AgentStats:
     replies_acked: int = 0
 
 
-async def register(ws, data: dict) -> None:  # type: ignore[no-untyped-def]
+async def register(ws, data: dict) -> dict:  # type: ignore[no-untyped-def]
+    """Register; return the ``registered`` frame's data."""
     await ws.send(orjson.dumps({"type": "register", "id": uuid.uuid4().hex, "data": data}).decode())
     while True:
         frame = orjson.loads(await ws.recv())
         if frame["type"] == "registered":
-            return
+            return frame["data"]
         if frame["type"] == "error":
             raise RuntimeError(frame)
 
 
-async def agent_loop(ws, stats: AgentStats, window: Window, index: int) -> None:  # type: ignore[no-untyped-def]
-    """Answer every customer message of this agent's share of conversations at once."""
+async def agent_loop(ws, stats: AgentStats, window: Window, index: int, user_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Answer at once every customer message of the conversations assigned to this agent, and of this agent's
+    share (by hash) of the unassigned ones: the first answer assigns the conversation to whoever gave it."""
     async for raw in ws:
         now = time.perf_counter()
         if now >= window.t1 + 1:
@@ -165,7 +167,8 @@ async def agent_loop(ws, stats: AgentStats, window: Window, index: int) -> None:
         if msg["sender_kind"] != "customer":
             continue
         conversation = msg["conversation_id"]
-        if hash(conversation) % AGENTS != index:
+        assignee = frame["data"].get("conversation", {}).get("assignee_id")
+        if assignee != user_id and (assignee is not None or hash(conversation) % AGENTS != index):
             continue  # another agent answers this conversation
         cid = msg["client_message_id"]
         if window.counts(now):
@@ -318,15 +321,17 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
                     return r.json()["visitor_token"]
 
             visitor_tokens = await asyncio.gather(*(visitor() for _ in range(n)))
+        agent_ids = []
         for token in tokens:
             ws = await connect(ws_base + "/api/v1/realtime", max_size=2**22, compression=None)
-            await register(ws, {"token": token, "resume_from": None})
+            agent_ids.append((await register(ws, {"token": token, "resume_from": None}))["user_id"])
             agent_ws.append(ws)
         stats = AgentStats()
         marks: dict[str, float] = {}
 
         def on_window(window: Window) -> None:
-            tasks.extend(asyncio.create_task(agent_loop(ws, stats, window, i)) for i, ws in enumerate(agent_ws))
+            tasks.extend(asyncio.create_task(agent_loop(ws, stats, window, i, agent_ids[i]))
+                         for i, ws in enumerate(agent_ws))
 
             async def meter() -> None:
                 await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
