@@ -60,12 +60,19 @@ class UTCDateTime(TypeDecorator):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        last: list[tuple[datetime, str]] = [(datetime.min.replace(tzinfo=UTC), "")]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            previous = last[0]  # one tuple, swapped whole: safe if two threads bind at once
+            if previous[0] is value:  # a message's time is bound to several columns in a row
+                return previous[1]
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
 
         return process
 
