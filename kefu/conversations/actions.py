@@ -322,7 +322,7 @@ def _apply_message(uow: UnitOfWork, conversation: Conversation, post: MessagePos
     conversation.version += 1
     uow.emit(ev.MESSAGE_CREATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
              contact_id=conversation.contact_id,
-             data={"message": read.model_dump(mode="json"),
+             data={"message": read.json_payload(),
                    "conversation": {"id": conversation.id, "status": conversation.status,
                                     "assignee_id": conversation.assignee_id, "contact_id": conversation.contact_id,
                                     "inbox_id": conversation.inbox_id, "owner_kind": conversation.owner_kind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from kefu.core.schemas import ReadModel
 
@@ -59,6 +59,14 @@ class MessageRead(ReadModel):
     client_message_id: str | None
     delivery_status: str
     created_at: datetime
+    _json: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def json_payload(self) -> dict[str, Any]:
+        """``model_dump(mode="json")``, computed once: a new message's event and its sender's ack carry the same
+        payload (read only; each of them is serialised right away)."""
+        if self._json is None:
+            self._json = self.model_dump(mode="json")
+        return self._json
 
 
 class ConversationRead(ReadModel):

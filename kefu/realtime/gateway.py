@@ -410,7 +410,7 @@ class RealtimeSession:
             # A client id committed concurrently elsewhere is resolved inside the committer (its per-item
             # rerun returns the stored message), so there is nothing to retry here.
             message, created = await self.runtime.committer.run_batched(*submission)
-            payload = message.model_dump(mode="json")
+            payload = message.json_payload()
             ack = {"type": "message.ack", "id": client_id,
                    "data": {"message": self.ack_message(payload), "created": created}}
             conn.push(ack)
