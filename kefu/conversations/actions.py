@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from kefu.attachments import actions as attachment_actions
@@ -35,6 +35,7 @@ from kefu.conversations.schemas import (
     MessageRead,
 )
 from kefu.conversations.service import conversation_read, message_read
+from kefu.core.bulk import insert_rows, update_rows
 from kefu.core.clock import utcnow
 from kefu.core.db import run_core
 from kefu.core.errors import Conflict, DomainError, NotFound, ValidationFailed, check_version
@@ -111,6 +112,7 @@ PostOutcome = tuple[MessageRead, bool] | DomainError
 
 
 _messages = Message.__table__
+_conversations = Conversation.__table__
 _KEYS_PER_LOOKUP = 256  # the group committer's largest batch
 
 
@@ -145,16 +147,6 @@ async def _stored_message_ids(session: Any, keys: Sequence[tuple[str, str, str]]
         for row in await run_core(session, _stored_client_ids(size), params):
             found[(row[0], row[1], row[2])] = row[3]
     return found
-
-
-_INSERT_MESSAGES = insert(_messages)
-
-
-@functools.cache
-def _conversation_update(columns: tuple[str, ...]) -> Any:
-    """The executemany UPDATE of these conversation columns by id, built once per column set (a handful)."""
-    table = Conversation.__table__
-    return update(table).where(table.c.id == bindparam("row_id")).values({key: bindparam(key) for key in columns})
 
 
 async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> list[PostOutcome]:
@@ -226,7 +218,7 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
         outcomes[index] = (read, True)
     if bulk:
         await session.flush()  # conversations started in this batch must exist before their messages
-        await run_core(session, _INSERT_MESSAGES, bulk)  # Core executemany: the ORM bulk path costs twice as much
+        await insert_rows(session, _messages, bulk)
     await _save_conversation_rows(uow, [posts[i].conversation for i in valid])
     for index in valid:
         outcome, post = outcomes[index], posts[index]
@@ -251,9 +243,9 @@ async def _save_conversation_rows(uow: UnitOfWork, conversations: Sequence[Any])
     columns = sorted({key for changed in changes.values() for key in changed})
     if not columns:
         return
-    # Core executemany (the ORM's bulk UPDATE by primary key costs about twice as much per row).
-    await run_core(uow.session, _conversation_update(tuple(columns)), [
-        {"row_id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
+    # One executemany (the ORM's bulk UPDATE by primary key costs about twice as much per row).
+    await update_rows(uow.session, _conversations, [
+        {"id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
         for row_id, changed in changes.items() if changed])
     for row_id, changed in changes.items():
         rows[row_id].loaded.update(changed)

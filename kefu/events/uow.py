@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kefu.core.bulk import insert_rows
 from kefu.core.clock import utcnow
 from kefu.core.db import run_core
 from kefu.events.models import OutboxEvent
@@ -34,7 +35,7 @@ log = logging.getLogger("kefu.events.uow")
 
 # Pre-built: every group commit runs them (see ``core.db.run_core``).
 _MAX_OUTBOX_ID = select(func.max(OutboxEvent.__table__.c.id))
-_INSERT_OUTBOX = insert(OutboxEvent.__table__)
+_OUTBOX = OutboxEvent.__table__
 
 
 class UnitOfWork:
@@ -93,9 +94,7 @@ class UnitOfWork:
         if session.get_bind().dialect.name == "sqlite":
             start = (await run_core(session, _MAX_OUTBOX_ID)).scalar() or 0
             ids = list(range(start + 1, start + 1 + len(rows)))
-            # Pre-built Core executemany, not the ORM bulk path.
-            await run_core(session, _INSERT_OUTBOX,
-                           [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
+            await insert_rows(session, _OUTBOX, [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
             return ids
         return list((await session.scalars(
             insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), rows)).all())
