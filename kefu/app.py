@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -55,10 +56,16 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     runtime.extras["hub"] = hub
     runtime.committer.observer = metrics.observe_commit
 
+    by_sender: dict[str, Any] = {}  # the counter's child per sender kind (``labels()`` per message is slow)
+
     def count_stored_messages(event: DomainEvent) -> None:
         # Counted on the node that committed the message (events from other nodes carry their origin).
         if event.type == ev.MESSAGE_CREATED and event.origin in (None, runtime.node_id):
-            metrics.messages.labels(event.data.get("message", {}).get("sender_kind", "unknown")).inc()
+            kind = event.data.get("message", {}).get("sender_kind", "unknown")
+            counter = by_sender.get(kind)
+            if counter is None:
+                counter = by_sender[kind] = metrics.messages.labels(kind)
+            counter.inc()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

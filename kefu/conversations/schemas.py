@@ -64,9 +64,11 @@ class MessageRead(ReadModel):
     def json_payload(self) -> dict[str, Any]:
         """``model_dump(mode="json")``, computed once: a new message's event and its sender's ack carry the same
         payload (read only; each of them is serialised right away)."""
-        if self._json is None:
-            self._json = self.model_dump(mode="json")
-        return self._json
+        private = self.__pydantic_private__  # the plain dict behind ``_json`` (its attribute access is slow)
+        payload = private.get("_json")
+        if payload is None:
+            payload = private["_json"] = self.model_dump(mode="json")
+        return payload
 
 
 class ConversationRead(ReadModel):
