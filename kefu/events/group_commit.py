@@ -77,6 +77,14 @@ class GroupCommitter:
         """Hand ``item`` to ``batch_fn`` together with the other items queued for it; return its result."""
         return await self._enqueue(_Job(self._future(), batch_fn=batch_fn, item=item))
 
+    def submit_batched(self, batch_fn: Callable[[UnitOfWork, Sequence[I]], Awaitable[Sequence[Any]]],
+                       item: I) -> asyncio.Future[Any]:
+        """As ``run_batched``, but return the future its result (or exception) lands in: for callers that react
+        in a done-callback instead of holding a task per item (the WebSocket gateway, per message)."""
+        job = _Job(self._future(), batch_fn=batch_fn, item=item)
+        self._submit(job)
+        return job.future
+
     async def run_batched_many(self, batch_fn: Callable[[UnitOfWork, Sequence[I]], Awaitable[Sequence[Any]]],
                                items: Sequence[I]) -> list[Any]:
         """Submit several items at once; return each one's result, or its exception, in order."""
@@ -91,10 +99,13 @@ class GroupCommitter:
         return asyncio.get_running_loop().create_future()
 
     async def _enqueue(self, job: _Job) -> Any:
+        self._submit(job)
+        return await job.future
+
+    def _submit(self, job: _Job) -> None:
         self._queue.append(job)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all(), name="kefu-group-commit")
-        return await job.future
 
     async def _flush_all(self) -> None:
         while self._queue:

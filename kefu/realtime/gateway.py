@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -143,7 +144,6 @@ class RealtimeSession:
         self.lang = negotiate(header, self.runtime.settings.default_locale)
         self.conn: Connection | None = None
         self._slots = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._expiry: asyncio.TimerHandle | None = None
         self._typing = TypingLimiter()
         # conversation id → (contact id, inbox id, monotonic expiry): typing frames must not hit the database
@@ -399,26 +399,27 @@ class RealtimeSession:
         submission = self.message_submission(client_id, data)  # validates synchronously, raises FrameError
         await self._slots.acquire()
         self.conn.sending.add(client_id)  # type: ignore[union-attr]  (the hub answers its echo with the ack)
-        task = asyncio.create_task(self._commit_and_ack(client_id, submission))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # A callback, not a task per message: the ack needs no coroutine of its own (a task per message was
+        # about 4% of a busy node's CPU).
+        future = self.runtime.committer.submit_batched(*submission)
+        future.add_done_callback(functools.partial(self._acknowledge, client_id))
 
-    async def _commit_and_ack(self, client_id: str, submission: tuple[Any, Any]) -> None:
+    def _acknowledge(self, client_id: str, future: asyncio.Future[Any]) -> None:
+        """Answer a committed (or refused) ``message.send``. A client id committed concurrently elsewhere is
+        resolved inside the committer (its per-item rerun returns the stored message): nothing to retry."""
         conn = self.conn
         assert conn is not None
         try:
-            # A client id committed concurrently elsewhere is resolved inside the committer (its per-item
-            # rerun returns the stored message), so there is nothing to retry here.
-            message, created = await self.runtime.committer.run_batched(*submission)
-            payload = message.json_payload()
-            ack = {"type": "message.ack", "id": client_id,
-                   "data": {"message": self.ack_message(payload), "created": created}}
-            conn.push(ack)
-        except DomainError as exc:
-            conn.push(self._error_frame(exc.code, client_id, exc.details, **exc.params))
-        except Exception:
-            log.exception("message.send failed", extra={"kind": self.kind})
-            conn.push(self._error_frame("internal_error", client_id))
+            error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+            if error is None:
+                message, created = future.result()
+                conn.push({"type": "message.ack", "id": client_id,
+                           "data": {"message": self.ack_message(message.json_payload()), "created": created}})
+            elif isinstance(error, DomainError):
+                conn.push(self._error_frame(error.code, client_id, error.details, **error.params))
+            else:
+                log.error("message.send failed", exc_info=error, extra={"kind": self.kind})
+                conn.push(self._error_frame("internal_error", client_id))
         finally:
             conn.sending.discard(client_id)
             self._slots.release()
