@@ -7,7 +7,9 @@ an event meant for one agent (kefu/realtime/audience.py) reaches that agent and 
 without looking at anyone else's sockets. One writer task per connection drains its queue, so a slow socket
 delays only itself; when its queue overflows it is closed with ``CLOSE_SLOW_CONSUMER`` and the client
 reconnects with ``resume_from``, which the outbox replay serves. Delivery is at least once (the outbox
-sweeper may publish an event twice), so each connection drops event ids it has already sent.
+sweeper may publish an event twice), so each connection drops event ids it has already sent. The one socket
+that sent a new message gets its ``message.ack`` instead of that message's ``message.created`` (the ack
+carries the stored message); a resume replays the event to it like any other.
 """
 
 from __future__ import annotations
