@@ -239,8 +239,16 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         session=session, visitors={(item.claims.tenant_id, item.claims.visitor_id) for item in items})
     live: dict[tuple[str, str], Any] = await conversation_service.live_conversation_rows(
         session=session, contact_ids=set(contacts.values()))
-    # Inboxes with the bot switched on start conversations owned by the bot (it answers first).
-    bot_inboxes = await bot_service.bot_enabled_inboxes(session=session, inbox_ids=set(inboxes))
+
+    def live_conversation(claims: VisitorClaims, contact_id: str | None) -> Any:
+        conversation = live.get((claims.inbox_id, contact_id or ""))
+        return conversation if conversation is not None and conversation.tenant_id == claims.tenant_id else None
+
+    # Inboxes with the bot switched on start conversations owned by the bot (it answers first); asked only
+    # when this batch starts a conversation (most chat batches only append).
+    starting = {item.claims.inbox_id for item in items
+                if live_conversation(item.claims, contacts.get((item.claims.tenant_id, item.claims.visitor_id))) is None}
+    bot_inboxes = await bot_service.bot_enabled_inboxes(session=session, inbox_ids=starting)
     outcomes: list[PostOutcome | None] = [None] * len(items)
     posts: list[MessagePost] = []
     slots: list[int] = []
@@ -257,8 +265,8 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
         if not item.body.strip() and not item.attachments:
             outcomes[index] = ValidationFailed("empty_message")  # refused before it can open a conversation
             continue
-        conversation = live.get((claims.inbox_id, contact_id))
-        if conversation is None or conversation.tenant_id != claims.tenant_id:
+        conversation = live_conversation(claims, contact_id)
+        if conversation is None:
             conversation = conversation_actions.do_start_conversation(
                 uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
                 channel="webchat", locale=item.locale,
