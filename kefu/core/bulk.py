@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kefu.core.db import flushed_connection
+
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
@@ -55,17 +57,11 @@ def _plan(dialect: Any, key: tuple[Any, ...], table: Table, sql: str, keys: tupl
     return plan
 
 
-async def _connection(session: AsyncSession) -> Any:
-    if session.new or session.dirty or session.deleted:
-        await session.flush()  # as the session's autoflush would before a statement
-    return await session.connection()
-
-
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT ``rows`` (dictionaries with the same keys, every column given that has no default) into ``table``."""
     if not rows:
         return
-    connection = await _connection(session)
+    connection = await flushed_connection(session)
     keys = tuple(rows[0])
     if connection.dialect.name != "sqlite":
         await connection.execute(insert(table), list(rows))
@@ -81,7 +77,7 @@ async def update_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     """UPDATE ``table`` by its ``key`` column: each row gives ``key`` and the new values of the same columns."""
     if not rows:
         return
-    connection = await _connection(session)
+    connection = await flushed_connection(session)
     columns = tuple(name for name in rows[0] if name != key)
     if connection.dialect.name != "sqlite":
         statement = update(table).where(table.c[key] == bindparam("_key")).values(

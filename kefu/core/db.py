@@ -219,10 +219,15 @@ async def run_core(session: AsyncSession, statement: Any, params: Any = None) ->
     statement handling and building a statement per call cost 170-200 µs a select, a pre-built Core statement
     about 65 µs (`docs/benchmarks.md`). Pending ORM changes are flushed first, as the session's autoflush would.
     """
+    return await (await flushed_connection(session)).execute(statement, params)
+
+
+async def flushed_connection(session: AsyncSession) -> Any:
+    """The session's connection, with pending ORM changes flushed first (as the session's autoflush would
+    before a statement of its own): for statements run on the connection directly."""
     if session.new or session.dirty or session.deleted:
         await session.flush()
-    connection = await session.connection()
-    return await connection.execute(statement, params)
+    return await session.connection()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
