@@ -96,7 +96,8 @@ class Connection:
         self.limit = hub.queue_limits[kind]
         self.acked = 0
         self.closing = False
-        self.sending: set[str] = set()  # client ids of this socket's message.send frames not yet acknowledged
+        # (sender kind, sender id, client id) of this socket's message.send frames not yet acknowledged
+        self.sending: set[tuple[str, str | None, str]] = set()
         self._queue: deque[tuple[str, bool]] = deque()
         self._wake = asyncio.Event()
         self._seen: set[int] = set()
@@ -113,15 +114,6 @@ class Connection:
         if len(self._seen_order) > SEEN_WINDOW:
             self._seen.discard(self._seen_order.popleft())
         return True
-
-    def sent_it(self, echo: tuple[str, str | None, str] | None) -> bool:
-        """Whether ``echo`` (sender kind, sender id, client id of a new message) is this socket's own
-        ``message.send`` still waiting for its ack, which carries the stored message to it anyway."""
-        if echo is None or not self.sending or echo[2] not in self.sending:
-            return False
-        if self.kind == VISITOR:
-            return echo[0] == "customer" and echo[1] == self.contact_id
-        return echo[0] != "customer" and echo[1] == self.subject_id
 
     def offer(self, event_id: int, text: str) -> None:
         """Queue an event frame unless it is a duplicate; close the connection if the queue is full."""
@@ -268,7 +260,7 @@ class Hub:
             targets = agents if recipient is None else (*self._watchers.get(event.tenant_id, ()),
                                                         *self._by_user.get((event.tenant_id, recipient), ()))
             for conn in targets:
-                if echo is not None and conn.sent_it(echo):
+                if echo is not None and echo in conn.sending:  # its ack carries the message
                     conn.remember(event.id)
                     continue
                 if text is None:
@@ -286,7 +278,7 @@ class Hub:
         text = None
         for conn in visitors:
             if inbox_id is None or conn.inbox_id == inbox_id:
-                if echo is not None and conn.sent_it(echo):
+                if echo is not None and echo in conn.sending:  # its ack carries the message
                     conn.remember(event.id)
                     continue
                 if text is None:
