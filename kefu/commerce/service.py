@@ -75,6 +75,7 @@ from kefu.commerce.sources import DEMO, SOURCE_KINDS, CachedOrder, CircuitBreake
 from kefu.contacts import service as contact_service
 from kefu.core.clock import utcnow
 from kefu.core.errors import NotFound, ValidationFailed
+from kefu.core.ids import ulid_text
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -127,9 +128,7 @@ def order_ref(tenant_id: str, connector: str, order: Order) -> str:
     """
     ms = max(int(order.created_at.timestamp() * 1000), 0) & ((1 << 48) - 1)
     rand = hashlib.sha256(f"{tenant_id}\0{connector}\0{order.order_id}".encode()).digest()[:10]
-    from ulid import ULID
-
-    return "ord_" + str(ULID.from_bytes(ms.to_bytes(6, "big") + rand)).lower()
+    return "ord_" + ulid_text((ms << 80) | int.from_bytes(rand, "big"))
 
 
 def data_hash(order: Order) -> str:
