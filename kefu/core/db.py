@@ -68,9 +68,12 @@ class UTCDateTime(TypeDecorator):
             previous = last[0]  # one tuple, swapped whole: safe if two threads bind at once
             if previous[0] is value:  # a message's time is bound to several columns in a row
                 return previous[1]
-            if value.tzinfo is None:
+            if value.tzinfo is UTC:  # as utcnow() makes them: the text up to the offset
+                text = value.isoformat(" ", "microseconds")[:26]
+            elif value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            else:
+                text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
             last[0] = (value, text)
             return text
 

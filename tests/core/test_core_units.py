@@ -57,3 +57,21 @@ def test_signed_blob_rejects_tampering() -> None:
     body, mac = token.split(".")
     assert unsign_blob("s3cret", body[:-2] + "xx." + mac) is None
     assert unsign_blob("s3cret", "garbage") is None
+
+
+def test_timestamps_read_the_same_whatever_offset_they_were_given_in() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from kefu.core.clock import isoformat
+    from kefu.core.db import UTCDateTime
+
+    in_utc = datetime(2026, 12, 6, 3, 4, 5, 678901, tzinfo=UTC)
+    in_beijing = in_utc.astimezone(timezone(timedelta(hours=8)))
+    assert isoformat(in_utc) == isoformat(in_beijing) == "2026-12-06T03:04:05.678Z"
+    bind = UTCDateTime().bind_processor(sqlite.dialect())
+    assert bind(in_utc) == bind(in_beijing) == "2026-12-06 03:04:05.678901"
+    assert bind(in_utc.replace(microsecond=0)) == "2026-12-06 03:04:05.000000"
+    with pytest.raises(ValueError):
+        bind(in_utc.replace(tzinfo=None))
