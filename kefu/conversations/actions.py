@@ -177,7 +177,10 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
         if found:
             rows = await session.scalars(select(Message).where(Message.id.in_(found.values())))
             stored = {(m.conversation_id, m.sender_kind, m.client_message_id): message_read(m) for m in rows}
-    race_safe = len(posts) == 1
+    # A twin request on another connection or node may insert the same client id between our read and our
+    # insert; on PostgreSQL a single post guards against that (below). SQLite cannot race: every writing
+    # transaction holds the database's only write lock from its first statement (``BEGIN IMMEDIATE``).
+    race_safe = len(posts) == 1 and session.get_bind().dialect.name != "sqlite"
     bulk: list[dict[str, Any]] = []
     owners = {posts[i].conversation.id: _ownership(posts[i].conversation) for i in valid}
     for index in valid:
@@ -194,9 +197,8 @@ async def do_post_messages(uow: UnitOfWork, posts: Sequence[MessagePost]) -> lis
                   "private": post.private, "client_message_id": post.client_message_id,
                   "delivery_status": "sent", "created_at": now}
         if race_safe and post.client_message_id is not None:
-            # A twin request on another connection or node may insert the same client id between our read
-            # and our insert (PostgreSQL makes us wait for its commit, then fails the unique key): answer
-            # with its row. Batches of several skip this; a violation there reruns each post alone.
+            # PostgreSQL makes us wait for the twin's commit, then fails the unique key: answer with its row.
+            # Batches of several skip this; a violation there reruns each post alone.
             try:
                 async with session.begin_nested():
                     session.add(Message(**values))
