@@ -163,6 +163,14 @@ class GroupCommitter:
         marks: list[int] = []
         async with self._unit_of_work() as uow:
             try:
+                # First, while the transaction has written nothing: earlier batches' events, published since,
+                # are marked in a transaction we hold anyway, and the outbox ids are reserved. Both only read
+                # or write the outbox, so on SQLite the batch's own writes can wait for the commit
+                # (``core.bulk``) instead of being run early for these statements.
+                marks = self._relay.take_marks()
+                if marks:
+                    await self._relay.mark_published(uow.session, marks)
+                await uow.reserve_event_ids()
                 for batch_fn, indexes in groups.items():
                     results = await batch_fn(uow, [batch[i].item for i in indexes])
                     if len(results) != len(indexes):
@@ -171,10 +179,6 @@ class GroupCommitter:
                 for index, job in enumerate(batch):
                     if job.use_case is not None:
                         outcomes[index] = await job.use_case(uow)
-                # Earlier batches' events, published since: marked here, in a transaction we hold anyway.
-                marks = self._relay.take_marks()
-                if marks:
-                    await self._relay.mark_published(uow.session, marks)
                 await uow.commit()
             except BaseException as exc:
                 self._relay.restore_marks(marks)  # also when cancelled: the next batch or sweep marks them

@@ -44,6 +44,7 @@ class UnitOfWork:
         self._relay = relay
         self._rows: list[dict[str, Any]] = []
         self._crash_after_commit = crash_after_commit
+        self._last_event_id: int | None = None  # SQLite: max(outbox id) read by ``reserve_event_ids``
 
     def emit(
         self,
@@ -76,7 +77,7 @@ class UnitOfWork:
                                   contact_id=row["contact_id"])
                       for event_id, row in zip(ids, self._rows, strict=True)]
         await self.session.commit()
-        self._rows = []
+        self._rows, self._last_event_id = [], None
         if self._crash_after_commit and events:
             os._exit(70)  # test-only fault injection: die between commit and publish
         if self._relay is not None:
@@ -88,11 +89,21 @@ class UnitOfWork:
                 log.exception("publishing committed events failed; the outbox sweeper will retry")
         return events
 
+    async def reserve_event_ids(self) -> None:
+        """SQLite: read the outbox's highest id now, before this transaction writes anything (the group
+        committer calls this first). The later read at commit would run behind the batch's queued writes,
+        forcing them to run early on the event loop (``core.bulk``). Our ``BEGIN IMMEDIATE`` holds the write
+        lock from the first statement, so nobody else adds outbox rows in between. No-op on PostgreSQL."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            self._last_event_id = (await run_core(self.session, _MAX_OUTBOX_ID)).scalar() or 0
+
     async def _insert_outbox_rows(self) -> list[int]:
         """Insert the pending outbox rows; return their ids in emit order."""
         session, rows = self.session, self._rows
         if session.get_bind().dialect.name == "sqlite":
-            start = (await run_core(session, _MAX_OUTBOX_ID)).scalar() or 0
+            start = self._last_event_id
+            if start is None:
+                start = (await run_core(session, _MAX_OUTBOX_ID)).scalar() or 0
             ids = list(range(start + 1, start + 1 + len(rows)))
             await insert_rows(session, _OUTBOX, [{**row, "id": event_id} for event_id, row in zip(ids, rows, strict=True)])
             return ids
@@ -100,5 +111,5 @@ class UnitOfWork:
             insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), rows)).all())
 
     async def rollback(self) -> None:
-        self._rows = []
+        self._rows, self._last_event_id = [], None
         await self.session.rollback()
