@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from kefu.core import inline_statements
 from kefu.core.errors import NotFound
 from kefu.core.ids import has_prefix
-from kefu.core.sqlite_inline import inline_connector
+from kefu.core.sqlite_inline import InlineConnection, inline_connector
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -221,8 +222,14 @@ async def run_core(session: AsyncSession, statement: Any, params: Any = None) ->
     For the chat hot path, where a group-commit transaction's fixed cost is its dozen statements: the ORM's
     statement handling and building a statement per call cost 170-200 µs a select, a pre-built Core statement
     about 65 µs (`docs/benchmarks.md`). Pending ORM changes are flushed first, as the session's autoflush would.
+    On the group committer's SQLite connection the statement skips SQLAlchemy's execution altogether
+    (``kefu.core.inline_statements``): the rows are plain tuples there, with ``scalar()``.
     """
-    return await (await flushed_connection(session)).execute(statement, params)
+    connection = await flushed_connection(session)
+    driver = (await connection.get_raw_connection()).driver_connection
+    if isinstance(driver, InlineConnection):
+        return await inline_statements.execute(driver, connection.dialect, statement, params)
+    return await connection.execute(statement, params)
 
 
 async def flushed_connection(session: AsyncSession) -> Any:
