@@ -2,7 +2,8 @@
 
 No sockets and no other load: this isolates the committer's own cost, in particular its fixed cost per
 transaction (a batch of 1 message), which decides the cycle time and so the latency of the chat round trip
-(bench/chat_roundtrip.py). Also times one ``SELECT … WHERE id IN (…)`` written the ways the code can write it.
+(bench/chat_roundtrip.py). The event loop thread's share is printed apart: on SQLite the batch's writes and
+its commit run on the connection's worker thread (kefu/core/sqlite_inline.py). Also times one ``SELECT … WHERE id IN (…)`` written the ways the code can write it.
 Prints medians of ``--runs`` batches per size with the machine's core count; a fresh SQLite file per run.
 Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8]``.
 """
@@ -27,6 +28,7 @@ from kefu.channels import actions as channel_actions  # noqa: E402
 from kefu.channels import visitor_tokens  # noqa: E402
 from kefu.channels.models import Inbox  # noqa: E402
 from kefu.channels.schemas import InboxCreate, WidgetSessionCreate  # noqa: E402
+from kefu.core.db import run_core  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
 from kefu.core.settings import Settings  # noqa: E402
 from kefu.runtime import build_runtime  # noqa: E402
@@ -36,9 +38,10 @@ from kefu.tenants.schemas import TenantCreate  # noqa: E402
 BODY = "您好，我的订单 202611220001 什么时候发货？Where is my parcel? " * 2
 
 
-async def batches(size: int, runs: int) -> list[float]:
+async def batches(size: int, runs: int) -> tuple[list[float], list[float]]:
     """CPU milliseconds of each of ``runs`` group-commit transactions of ``size`` widget messages (after one
-    warm-up transaction that also opens the conversations)."""
+    warm-up transaction that also opens the conversations): the whole process's, and the event loop thread's
+    alone (on SQLite the batch's writes and commit run on the connection's worker thread)."""
     url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-gc-')) / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
@@ -53,21 +56,23 @@ async def batches(size: int, runs: int) -> list[float]:
             claims.append(visitor_tokens.verify(runtime.settings.secret_key, widget.visitor_token))
         await uow.commit()
         await uow.session.close()
-        cpu = []
+        cpu, loop_cpu = [], []
         for run in range(runs + 1):
             posts = [channel_actions.VisitorPost(claims=c, body=BODY, client_message_id=f"{run}-{i}")
                      for i, c in enumerate(claims)]
-            started = time.process_time()
+            started, loop_started = time.process_time(), time.thread_time()
             await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, posts)
             if run:  # the first one opens the conversations
                 cpu.append((time.process_time() - started) * 1000)
-        return cpu
+                loop_cpu.append((time.thread_time() - loop_started) * 1000)
+        return cpu, loop_cpu
     finally:
         await runtime.stop()
 
 
 async def statement_costs(calls: int) -> dict[str, float]:
-    """CPU microseconds per call of one small select on the committer's inline connection, written four ways."""
+    """CPU microseconds per call of one small select on the committer's inline connection, written five ways
+(``run_core`` skips SQLAlchemy's execution there, kefu/core/inline_statements.py)."""
     url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-stmt-')) / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
@@ -88,7 +93,8 @@ async def statement_costs(calls: int) -> dict[str, float]:
                 "ORM entity select, built per call": lambda: session.scalars(select(Inbox).where(Inbox.id.in_(ids))),
                 "ORM column select, built per call": lambda: session.execute(
                     select(Inbox.id, Inbox.tenant_id).where(Inbox.id.in_(ids))),
-                "pre-built Core statement (run_core)": lambda: connection.execute(prebuilt, {"ids": ids}),
+                "pre-built Core statement, SQLAlchemy": lambda: connection.execute(prebuilt, {"ids": ids}),
+                "pre-built, run_core on the committer's": lambda: run_core(session, prebuilt, {"ids": ids}),
                 "raw driver call": raw_call,
             }
             for name, call in ways.items():
@@ -111,10 +117,11 @@ async def main() -> None:
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  load: {os.getloadavg()[0]:.1f}")
     for size in args.sizes:
-        cpu = await batches(size, args.runs)
-        median = statistics.median(cpu)
+        cpu, loop_cpu = await batches(size, args.runs)
+        median, loop_median = statistics.median(cpu), statistics.median(loop_cpu)
         print(f"  transaction of {size:4d} widget messages: median CPU {median:6.2f} ms"
-              f" ({median * 1000 / size:6.0f} µs per message)")
+              f" ({median * 1000 / size:6.0f} µs per message), of it the event loop's thread {loop_median:6.2f} ms"
+              f" ({loop_median * 1000 / size:6.0f} µs per message)")
     for name, micros in (await statement_costs(args.calls)).items():
         print(f"  {name:38s} {micros:6.1f} µs CPU per call")
 
