@@ -10,9 +10,9 @@ prepares statements itself).
 
 On SQLite the rows go in multi-row statements (``INSERT … VALUES (…), (…)``, ``UPDATE … FROM (VALUES …)``),
 one per power-of-two chunk, instead of one step per row. On the group committer's connection
-(``kefu.core.sqlite_inline``) they are queued to run with the commit on the connection's worker thread, off
-the event loop, unless a SAVEPOINT is open (a batch rerun item by item must see each item's failure at its own
-statement). SQLite releases the GIL for each statement step and takes it back after: one step per chunk, not
+(``kefu.core.sqlite_inline``) they are queued until the next statement or the commit, which runs a large
+batch's writes on the connection's worker thread, off the event loop; not while a SAVEPOINT is open (a batch
+rerun item by item must see each item's failure at its own statement). SQLite releases the GIL for each statement step and takes it back after: one step per chunk, not
 per row, keeps the worker from queueing for the busy loop's GIL hundreds of times per commit.
 """
 
@@ -31,7 +31,8 @@ from kefu.core.db import flushed_connection
 from kefu.core.sqlite_inline import InlineConnection
 
 MAX_CHUNK = 256  # rows per statement (the group committer's largest batch); a power of two
-_MAX_VARIABLES = 32_766  # SQLite's default limit of bound values per statement (since 3.32)
+# SQLite's default limit of bound values per statement (32,766 since 3.32, 999 before).
+_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)  # older SQLite: an executemany of single-row UPDATEs
 
 

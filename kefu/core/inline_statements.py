@@ -98,7 +98,7 @@ def _plan(dialect: Any, statement: Any) -> _Plan:
 async def execute(driver: InlineConnection, dialect: Any, statement: Any,
                   params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> Rows:
     """Run ``statement`` on the committer's connection (inside its open transaction); a list of parameter
-    sets runs it once per set (an UPDATE, say) and returns no rows."""
+    sets runs it once per set (an UPDATE, say; IN lists of the same length in every set) and returns no rows."""
     plan = _plan(dialect, statement)
     if isinstance(params, Sequence):
         if not params:
