@@ -8,17 +8,17 @@ the columns whose type needs it go through the type's own bind processor (timest
 stored values are exactly what Core would store. PostgreSQL keeps Core's path (asyncpg takes typed values and
 prepares statements itself).
 
-On SQLite the rows go in multi-row statements (``INSERT … VALUES (…), (…)``, ``UPDATE … FROM (VALUES …)``),
-one per power-of-two chunk, instead of one step per row. On the group committer's connection
-(``kefu.core.sqlite_inline``) they are queued until the next statement or the commit, which runs a large
-batch's writes on the connection's worker thread, off the event loop; not while a SAVEPOINT is open (a batch
-rerun item by item must see each item's failure at its own statement). SQLite releases the GIL for each statement step and takes it back after: one step per chunk, not
-per row, keeps the worker from queueing for the busy loop's GIL hundreds of times per commit.
+On SQLite the rows go in multi-row statements (``INSERT … VALUES (…), (…)``, ``UPDATE … FROM (VALUES …)``,
+which, like the RETURNING clauses elsewhere, need SQLite 3.35 or newer), one per power-of-two chunk, instead
+of one step per row. On the group committer's connection (``kefu.core.sqlite_inline``) they are queued until
+the next statement or the commit, which runs a large batch's writes on the connection's worker thread, off
+the event loop; not while a SAVEPOINT is open (a batch rerun item by item must see each item's failure at its
+own statement). SQLite releases the GIL for each statement step and takes it back after: one step per chunk,
+not per row, keeps the worker from queueing for the busy loop's GIL hundreds of times per commit.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,13 +27,10 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kefu.core.db import flushed_connection
-from kefu.core.sqlite_inline import InlineConnection
+from kefu.core.db import flushed_connection, inline_driver
 
 MAX_CHUNK = 256  # rows per statement (the group committer's largest batch); a power of two
-# SQLite's default limit of bound values per statement (32,766 since 3.32, 999 before).
-_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)  # older SQLite: an executemany of single-row UPDATEs
+_MAX_VARIABLES = 32_766  # SQLite's default limit of bound values per statement
 
 
 @dataclass(slots=True)
@@ -123,28 +120,20 @@ async def update_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     keys = (key, *columns)
 
     def statement(size: int) -> str:  # table and column names, never data
-        if not _UPDATE_FROM:
-            return (f"UPDATE {table.name} SET {', '.join(f'{name} = ?' for name in columns)} "  # noqa: S608
-                    f"WHERE {key} = ?")
         return (f"WITH v ({', '.join(keys)}) AS (VALUES {_placeholders(len(keys), size)}) "  # noqa: S608
                 f"UPDATE {table.name} SET {', '.join(f'{name} = v.{name}' for name in columns)} "
                 f"FROM v WHERE {table.name}.{key} = v.{key}")
 
-    if not _UPDATE_FROM:
-        plan = _plan(connection.dialect, ("update-each", table.name, key, columns), table, statement,
-                     (*columns, key))
-        await connection.exec_driver_sql(plan.statement(1), [tuple(plan.values(row)) for row in rows])
-        return
     plan = _plan(connection.dialect, ("update", table.name, key, columns), table, statement, keys)
     await _execute_chunks(session, connection, plan, rows)
 
 
 async def _execute_chunks(session: AsyncSession, connection: Any, plan: _Plan, rows: Sequence[dict[str, Any]]) -> None:
     """SQLite: queue the chunks on the committer's connection when no SAVEPOINT is open, else execute them now."""
-    driver = (await connection.get_raw_connection()).driver_connection
-    deferred = isinstance(driver, InlineConnection) and not session.in_nested_transaction()
+    driver = await inline_driver(connection)
+    queue = driver.write_behind if driver is not None and not session.in_nested_transaction() else None
     for text, parameters in plan.chunks(rows):
-        if deferred:
-            driver.write_behind(text, parameters)
+        if queue is not None:
+            queue(text, parameters)
         else:
             await connection.exec_driver_sql(text, parameters)

@@ -226,10 +226,17 @@ async def run_core(session: AsyncSession, statement: Any, params: Any = None) ->
     (``kefu.core.inline_statements``): the rows are plain tuples there, with ``scalar()``.
     """
     connection = await flushed_connection(session)
-    driver = (await connection.get_raw_connection()).driver_connection
-    if isinstance(driver, InlineConnection):
+    driver = await inline_driver(connection)
+    if driver is not None:
         return await inline_statements.execute(driver, connection.dialect, statement, params)
     return await connection.execute(statement, params)
+
+
+async def inline_driver(connection: Any) -> InlineConnection | None:
+    """The driver connection under ``connection`` if it is the group committer's inline SQLite connection
+    (``kefu.core.sqlite_inline``), where the hot path's statements bypass SQLAlchemy; else None."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    return driver if isinstance(driver, InlineConnection) else None
 
 
 async def flushed_connection(session: AsyncSession) -> Any:
