@@ -28,9 +28,6 @@ class Rows(list[tuple[Any, ...]]):
     def scalar(self) -> Any:
         return self[0][0] if self else None
 
-    def all(self) -> list[tuple[Any, ...]]:
-        return list(self)
-
 
 @dataclass(slots=True)
 class _Rendered:
@@ -84,11 +81,15 @@ class _Plan:
         return out
 
 
-_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, _Plan]] = weakref.WeakKeyDictionary()
+# Per dialect, per statement object: weak keys, so a statement built per call (slow here, as through
+# SQLAlchemy) is at least not kept for ever.
+_PLANS: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, _Plan]] = weakref.WeakKeyDictionary()
 
 
 def _plan(dialect: Any, statement: Any) -> _Plan:
-    plans = _PLANS.setdefault(dialect, {})
+    plans = _PLANS.get(dialect)
+    if plans is None:
+        plans = _PLANS[dialect] = weakref.WeakKeyDictionary()
     plan = plans.get(statement)
     if plan is None:
         plan = plans[statement] = _Plan(statement, dialect)
@@ -105,10 +106,10 @@ async def execute(driver: InlineConnection, dialect: Any, statement: Any,
             return Rows()
         rendered = plan.render(params[0])
         arguments = [rendered.arguments(one) for one in params]
-        await driver._execute(_executemany, driver._connection, rendered.sql, arguments)
+        await driver.call(_executemany, rendered.sql, arguments)
         return Rows()
     rendered = plan.render(params or {})
-    values = await driver._execute(_fetchall, driver._connection, rendered.sql, rendered.arguments(params or {}))
+    values = await driver.call(_fetchall, rendered.sql, rendered.arguments(params or {}))
     return plan.rows(values)
 
 

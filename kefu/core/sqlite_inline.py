@@ -96,19 +96,20 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("write_behind needs an open transaction")
         self._writes.append((sql, parameters))
 
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(sqlite3 connection, *args)`` as one call on this connection: inline, after any queued writes."""
+        return await self._execute(fn, self._connection, *args)
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         connection = self._connection
         if self._writes:
             writes, self._writes = self._writes, []
-            name = getattr(fn, "__name__", "")
-            if getattr(fn, "__self__", None) is connection and name in ("rollback", "close"):
-                pass  # the queued writes are dropped with the transaction
-            elif getattr(fn, "__self__", None) is connection and name == "commit" and \
-                    sum(len(parameters) for _, parameters in writes) >= WORKER_COMMIT_MIN_VALUES:
+            own = getattr(fn, "__name__", "") if getattr(fn, "__self__", None) is connection else ""
+            if own == "commit" and sum(len(parameters) for _, parameters in writes) >= WORKER_COMMIT_MIN_VALUES:
                 return await super()._execute(_commit_with_writes, self._in_use, connection, writes)
-            else:
+            if own not in ("rollback", "close"):  # those drop the queued writes with the transaction
                 fn, args, kwargs = _after_writes, (connection, writes, fn, args, kwargs), {}
         if not self._in_use.acquire(blocking=False):
             # The worker thread still runs a statement for a caller that gave up (cancelled): queue behind it.
