@@ -2,8 +2,10 @@
 
 No sockets and no other load: this isolates the committer's own cost, in particular its fixed cost per
 transaction (a batch of 1 message), which decides the cycle time and so the latency of the chat round trip
-(bench/chat_roundtrip.py). The event loop thread's share is printed apart: on SQLite the batch's writes and
-its commit run on the connection's worker thread (kefu/core/sqlite_inline.py). Also times one ``SELECT … WHERE id IN (…)`` written the ways the code can write it.
+(bench/chat_roundtrip.py). The event loop thread's share is printed apart: on SQLite a large batch's writes
+and its commit run on the connection's worker thread (kefu/core/sqlite_inline.py). Also times one
+``SELECT … WHERE id IN (…)`` written the ways the code can write it, and the id generator every message and
+event uses.
 Prints medians of ``--runs`` batches per size with the machine's core count; a fresh SQLite file per run.
 Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8]``.
 """
@@ -29,6 +31,7 @@ from kefu.channels import visitor_tokens  # noqa: E402
 from kefu.channels.models import Inbox  # noqa: E402
 from kefu.channels.schemas import InboxCreate, WidgetSessionCreate  # noqa: E402
 from kefu.core.db import run_core  # noqa: E402
+from kefu.core.ids import new_id  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
 from kefu.core.settings import Settings  # noqa: E402
 from kefu.runtime import build_runtime  # noqa: E402
@@ -124,6 +127,10 @@ async def main() -> None:
               f" ({loop_median * 1000 / size:6.0f} µs per message)")
     for name, micros in (await statement_costs(args.calls)).items():
         print(f"  {name:38s} {micros:6.1f} µs CPU per call")
+    started = time.process_time()
+    for _ in range(100_000):  # one per message and per event of every batch
+        new_id("msg")
+    print(f"  {'new_id (kefu.core.ids)':38s} {(time.process_time() - started) * 10:6.2f} µs CPU per id")
 
 
 if __name__ == "__main__":

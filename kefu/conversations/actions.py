@@ -123,7 +123,8 @@ def _stored_client_ids(size: int) -> Any:
     A join with the keys as a VALUES list, so each key is one probe of the unique index. Filtering by
     ``conversation_id IN (…) AND client_message_id IN (…)`` instead made SQLite walk every message of each
     named conversation (the unique index's first column only): 3.9 ms per chat batch, growing with the
-    conversations' length (temporary per-statement timing, docs/benchmarks.md). Built once per power-of-two size; shorter key lists repeat their last key.
+    conversations' length (temporary per-statement timing, docs/benchmarks.md). Built once per power-of-two
+    size; shorter key lists repeat their last key.
     """
     keys = ", ".join(f"(:c{i}, :s{i}, :m{i})" for i in range(size))
     # Text, not Core's values(): a statement with a VALUES list has no cache key, so SQLAlchemy compiled it

@@ -2,8 +2,9 @@
 
 The id after the prefix is a ULID (48-bit millisecond timestamp, 80 random bits, 26 characters of Crockford's
 base32, here in lower case). Generated here rather than by a ULID package: the chat hot path makes one per
-message and per event, and the package's monotonic generator took 2.4 times as long (``timeit``: 4.0 µs
-against 1.7 µs).
+message and per event, and the package's monotonic generator was 9.5% of the group committer's samples in a
+profile of a saturated node (``bench/chat_roundtrip.py --profile``, docs/benchmarks.md); this one's cost
+per id is printed by ``bench/group_commit.py``.
 """
 
 from __future__ import annotations
