@@ -22,12 +22,15 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kefu.core.db import flushed_connection, inline_driver
+from kefu.core.db import statement_connection
+
+if TYPE_CHECKING:
+    from kefu.core.sqlite_inline import InlineConnection
 
 MAX_CHUNK = 256  # rows per statement (the group committer's largest batch); a power of two
 _MAX_VARIABLES = 32_766  # SQLite's default limit of bound values per statement
@@ -90,7 +93,7 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     """INSERT ``rows`` (dictionaries with the same keys, every column given that has no default) into ``table``."""
     if not rows:
         return
-    connection = await flushed_connection(session)
+    connection, driver = await statement_connection(session)
     keys = tuple(rows[0])
     if connection.dialect.name != "sqlite":
         await connection.execute(insert(table), list(rows))
@@ -100,7 +103,7 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         return f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES {_placeholders(len(keys), size)}"  # noqa: S608
 
     plan = _plan(connection.dialect, ("insert", table.name, keys), table, statement, keys)
-    await _execute_chunks(session, connection, plan, rows)
+    await _execute_chunks(session, connection, driver, plan, rows)
 
 
 async def update_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], *,
@@ -109,7 +112,7 @@ async def update_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     If several rows name the same key, the last one wins (as one UPDATE after the other would)."""
     if not rows:
         return
-    connection = await flushed_connection(session)
+    connection, driver = await statement_connection(session)
     columns = tuple(name for name in rows[0] if name != key)
     if connection.dialect.name != "sqlite":
         statement = update(table).where(table.c[key] == bindparam("_key")).values(
@@ -125,12 +128,12 @@ async def update_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
                 f"FROM v WHERE {table.name}.{key} = v.{key}")
 
     plan = _plan(connection.dialect, ("update", table.name, key, columns), table, statement, keys)
-    await _execute_chunks(session, connection, plan, rows)
+    await _execute_chunks(session, connection, driver, plan, rows)
 
 
-async def _execute_chunks(session: AsyncSession, connection: Any, plan: _Plan, rows: Sequence[dict[str, Any]]) -> None:
+async def _execute_chunks(session: AsyncSession, connection: Any, driver: InlineConnection | None, plan: _Plan,
+                         rows: Sequence[dict[str, Any]]) -> None:
     """SQLite: queue the chunks on the committer's connection when no SAVEPOINT is open, else execute them now."""
-    driver = await inline_driver(connection)
     queue = driver.write_behind if driver is not None and not session.in_nested_transaction() else None
     for text, parameters in plan.chunks(rows):
         if queue is not None:
