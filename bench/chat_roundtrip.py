@@ -336,14 +336,16 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
             async def meter() -> None:
                 await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
                 marks["server"], marks["agents"] = cpu_seconds(proc.pid), time.process_time()
-                before = await commit_totals(base)
+                before = await server_totals(base)
                 await asyncio.sleep(max(0.0, window.t1 - time.perf_counter()))
                 marks["server"] = cpu_seconds(proc.pid) - marks["server"]
                 marks["agents"] = time.process_time() - marks["agents"]
-                after = await commit_totals(base)
-                batches = after[0] - before[0]
-                marks["batch"] = (after[1] - before[1]) / max(1, batches)
-                marks["commit_ms"] = (after[2] - before[2]) * 1000 / max(1, batches)
+                after = await server_totals(base)
+                batches = after["batches"] - before["batches"]
+                marks["batch"] = (after["writes"] - before["writes"]) / max(1, batches)
+                marks["commit_ms"] = (after["commit_seconds"] - before["commit_seconds"]) * 1000 / max(1, batches)
+                marks["gc_share"] = sum(after[f"gc_seconds_{g}"] - before[f"gc_seconds_{g}"] for g in "012") / seconds
+                marks["gc_collections"] = sum(after[f"gc_count_{g}"] - before[f"gc_count_{g}"] for g in "012")
 
             tasks.append(asyncio.create_task(meter()))
             if profile is not None:
@@ -368,7 +370,9 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
                 "cpu_ms_per_msg": marks.get("server", float("nan")) * 1000 / max(1, acked + stats.replies_acked),
                 "server_cpu_share": marks.get("server", float("nan")) / seconds,
                 "client_cpu_share": (sum(r["cpu"] for r in results) + marks.get("agents", 0.0)) / seconds,
-                "batch": marks.get("batch", float("nan")), "commit_ms": marks.get("commit_ms", float("nan"))}
+                "batch": marks.get("batch", float("nan")), "commit_ms": marks.get("commit_ms", float("nan")),
+                "gc_share": marks.get("gc_share", float("nan")),
+                "gc_collections": marks.get("gc_collections", float("nan"))}
     finally:
         for ws in agent_ws:
             try:
@@ -383,18 +387,23 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def commit_totals(base: str) -> tuple[float, float, float]:
-    """(transactions, writes, seconds) of the server's group committer so far, from its /metrics."""
+async def server_totals(base: str) -> dict[str, float]:
+    """The server's group-commit transactions, their writes and seconds, and its garbage collections and the
+    seconds they paused it (per generation) so far, from its /metrics."""
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         text = (await client.get("/metrics")).text
-    totals = {"kefu_group_commit_batch_size_count": 0.0, "kefu_group_commit_batch_size_sum": 0.0,
-              "kefu_group_commit_seconds_sum": 0.0}
+    names = {"kefu_group_commit_batch_size_count": "batches", "kefu_group_commit_batch_size_sum": "writes",
+             "kefu_group_commit_seconds_sum": "commit_seconds", "kefu_gc_collections_total": "gc_count",
+             "kefu_gc_pause_seconds_total": "gc_seconds"}
+    totals = dict.fromkeys(["batches", "writes", "commit_seconds"] +
+                           [f"gc_{kind}_{g}" for kind in ("count", "seconds") for g in "012"], 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in totals:
-                totals[sample.name] = sample.value
-    return (totals["kefu_group_commit_batch_size_count"], totals["kefu_group_commit_batch_size_sum"],
-            totals["kefu_group_commit_seconds_sum"])
+            name = names.get(sample.name)
+            if name is not None:
+                generation = sample.labels.get("generation")
+                totals[name if generation is None else f"{name}_{generation}"] = sample.value
+    return totals
 
 
 async def record_profile(pid: int, window: Window, out: Path) -> None:
@@ -465,13 +474,15 @@ async def main() -> None:
                   f" stored {med(paced, 'stored_per_s'):.0f} msgs/s; server CPU {med(paced, 'cpu_ms_per_msg'):.2f} ms"
                   f" per stored message, busy {med(paced, 'server_cpu_share'):.0%} of a core; client"
                   f" {med(paced, 'client_cpu_share'):.0%}; commits of {med(paced, 'batch'):.1f} writes taking"
-                  f" {med(paced, 'commit_ms'):.1f} ms")
+                  f" {med(paced, 'commit_ms'):.1f} ms; GC paused it {med(paced, 'gc_share'):.1%} of the time"
+                  f" ({med(paced, 'gc_collections'):.0f} collections)")
         if sat:
             print(f"  saturated: stored {med(sat, 'stored_per_s'):.0f} msgs/s (customer {med(sat, 'customer_msgs_per_s'):.0f}/s"
                   f" + replies), customer→agent p99 {med(sat, 'p99_ms'):.1f} ms; server CPU"
                   f" {med(sat, 'cpu_ms_per_msg'):.2f} ms per stored message, busy {med(sat, 'server_cpu_share'):.0%}"
                   f" of a core; client {med(sat, 'client_cpu_share'):.0%}; commits of {med(sat, 'batch'):.1f} writes"
-                  f" taking {med(sat, 'commit_ms'):.1f} ms")
+                  f" taking {med(sat, 'commit_ms'):.1f} ms; GC paused it {med(sat, 'gc_share'):.1%} of the time"
+                  f" ({med(sat, 'gc_collections'):.0f} collections)")
         if echo_ws:
             print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
                   f" {statistics.median(echo_fa):.0f} msgs/s")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kefu.core import gc_pauses
 
 
 class Metrics:
@@ -27,6 +33,24 @@ class Metrics:
                                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
                                         registry=self.registry)
 
+        gc_pauses.install()
+        self.registry.register(_GCPauses())
+
     def observe_commit(self, size: int, seconds: float) -> None:
         self.commit_batch.observe(size)
         self.commit_seconds.observe(seconds)
+
+
+class _GCPauses(Collector):
+    """The process's garbage collections and the time they stopped it (``kefu.core.gc_pauses``)."""
+
+    def collect(self) -> Iterator[Metric]:
+        collections = CounterMetricFamily("kefu_gc_collections", "Garbage collections of this process",
+                                          labels=["generation"])
+        paused = CounterMetricFamily("kefu_gc_pause_seconds", "Time garbage collections stopped this process",
+                                     labels=["generation"])
+        for generation, count, seconds in gc_pauses.totals():
+            collections.add_metric([str(generation)], count)
+            paused.add_metric([str(generation)], seconds)
+        yield collections
+        yield paused
