@@ -90,10 +90,9 @@ def prepare_serving_process() -> None:
 
     Under chat load most objects a batch makes (rows, payloads, frames) live for one batch, a few tens of
     milliseconds: with Python's thresholds a young collection ran every few hundred objects and moved them to
-    the middle generation, which collected them again. The node spent 6.4% of its time stopped in young and
-    middle collections at 1,000 saturating customers, and 1.8% with these thresholds
-    (``kefu_gc_pause_seconds_total`` in ``/metrics``, as ``bench/chat_roundtrip.py`` prints it). A young pass
-    now takes a few milliseconds instead of a fraction of one.
+    the middle generation, which collected them again. At 1,000 customers the node was stopped 10–11% of the
+    time saturated and 5.5% paced, and under 1% and 2.5% with these thresholds (``kefu_gc_pause_seconds_total``
+    in ``/metrics``, as ``bench/chat_roundtrip.py`` prints it). A young pass takes a few milliseconds now.
 
     What a busy node keeps is mostly per-connection state (1,000 chat sockets: a few hundred thousand
     objects), and a full collection walks all of it: 90–110 ms with the whole node stopped, every 2–3 s under
