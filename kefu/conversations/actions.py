@@ -251,7 +251,8 @@ async def _save_conversation_rows(uow: UnitOfWork, conversations: Sequence[Any])
         {"id": row_id, **{key: getattr(rows[row_id], key) for key in columns}}
         for row_id, changed in changes.items() if changed])
     for row_id, changed in changes.items():
-        rows[row_id].loaded.update(changed)
+        if changed:
+            rows[row_id].mark_saved()
 
 
 def _ownership(conversation: Conversation) -> tuple[str, str, str | None]:

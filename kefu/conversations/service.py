@@ -5,6 +5,7 @@ Objects of another tenant and missing ones raise the same ``NotFound``, so ids l
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
@@ -154,22 +155,30 @@ async def live_conversations(
 CONVERSATION_COLUMNS = tuple(attr.key for attr in sa_inspect(Conversation).column_attrs)
 
 
+_column_values = operator.attrgetter(*CONVERSATION_COLUMNS)
+
+
 class ConversationRow:
     """A conversation's columns as plain attributes, read with one column select: the chat hot path's
     set-based writers use it instead of an ORM instance (no identity map, no per-object flush). They change
-    attributes as on the ORM object; ``conversations.actions`` saves a batch of them in one executemany."""
-
-    __slots__ = (*CONVERSATION_COLUMNS, "loaded")
+    attributes as on the ORM object; ``conversations.actions`` saves a batch of them in one executemany.
+    Plain attributes in the instance dictionary, filled in one call: a chat batch makes one per conversation."""
 
     def __init__(self, values: Iterable[Any]) -> None:
-        self.loaded = dict(zip(CONVERSATION_COLUMNS, values, strict=True))
-        for key, value in self.loaded.items():
-            setattr(self, key, value)
+        loaded = tuple(values)
+        if len(loaded) != len(CONVERSATION_COLUMNS):
+            raise ValueError(f"{len(loaded)} values for {len(CONVERSATION_COLUMNS)} conversation columns")
+        self.__dict__.update(zip(CONVERSATION_COLUMNS, loaded))
+        self.loaded = loaded
 
     def changes(self) -> dict[str, Any]:
         """The columns changed since they were loaded (or last saved)."""
-        return {key: value for key, value in ((k, getattr(self, k)) for k in CONVERSATION_COLUMNS)
-                if value != self.loaded[key]}
+        return {key: value for key, value, before in zip(CONVERSATION_COLUMNS, _column_values(self), self.loaded)
+                if value != before}
+
+    def mark_saved(self) -> None:
+        """The current values are stored now: later changes are counted from them."""
+        self.loaded = _column_values(self)
 
 
 _conversations = Conversation.__table__
