@@ -7,7 +7,13 @@ and its commit run on the connection's worker thread (kefu/core/sqlite_inline.py
 ``SELECT … WHERE id IN (…)`` written the ways the code can write it, and the id generator every message and
 event uses.
 Prints medians of ``--runs`` batches per size with the machine's core count; a fresh SQLite file per run.
-Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8]``.
+The process collects garbage as ``kefu serve`` does (``kefu.runtime.prepare_serving_process``).
+
+``--instructions`` counts instead of timing: it runs the batches under valgrind's callgrind (Debian package
+``valgrind``) twice per size, with ``--runs`` and three times as many transactions, and prints the difference
+per transaction and per message: CPU instructions of every thread, which other load on the machine does not
+change, so two trees compare in one run each (slow: about a minute per size).
+Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8] [--instructions]``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +43,7 @@ from kefu.core.db import run_core  # noqa: E402
 from kefu.core.ids import new_id  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
 from kefu.core.settings import Settings  # noqa: E402
-from kefu.runtime import build_runtime  # noqa: E402
+from kefu.runtime import build_runtime, prepare_serving_process  # noqa: E402
 from kefu.tenants import actions as tenant_actions  # noqa: E402
 from kefu.tenants.schemas import TenantCreate  # noqa: E402
 
@@ -71,6 +80,23 @@ async def batches(size: int, runs: int) -> tuple[list[float], list[float]]:
         return cpu, loop_cpu
     finally:
         await runtime.stop()
+
+
+def instructions(size: int, runs: int) -> float:
+    """CPU instructions per transaction of ``size`` messages: callgrind's total for ``3 * runs`` transactions
+    less its total for ``runs`` (start-up, migrations and set-up cancel out), over ``2 * runs``."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+
+    def total(count: int) -> int:
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+             "--only-batches", str(size), str(count)],
+            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        return int(re.search(r"Collected : (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
+
+    return (total(3 * runs) - total(runs)) / (2 * runs)
 
 
 async def statement_costs(calls: int) -> dict[str, float]:
@@ -117,7 +143,20 @@ async def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 20, 200])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--instructions", action="store_true", help="count CPU instructions under callgrind")
+    parser.add_argument("--only-batches", nargs=2, type=int, metavar=("SIZE", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    prepare_serving_process()
+    if args.only_batches:  # one process counted by --instructions
+        await batches(*args.only_batches)
+        return
+    if args.instructions:
+        print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs} and {3 * args.runs}")
+        for size in args.sizes:
+            count = instructions(size, args.runs)
+            print(f"  transaction of {size:4d} widget messages: {count / 1e3:9.0f} k instructions"
+                  f" ({count / size / 1e3:6.0f} k per message)")
+        return
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  load: {os.getloadavg()[0]:.1f}")
     for size in args.sizes:
         cpu, loop_cpu = await batches(size, args.runs)
