@@ -259,6 +259,7 @@ async def statement_connection(session: AsyncSession) -> tuple[Any, InlineConnec
     session.info[_STATEMENT_CONNECTION] = (sync.get_nested_transaction() or sync.get_transaction(), connection, driver)
     return connection, driver
 
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
