@@ -98,7 +98,7 @@ def prepare_serving_process() -> None:
     objects), and a full collection walks all of it: 90–110 ms with the whole node stopped, every 2–3 s under
     chat load with Python's thresholds, which made the p99 delivery latency. Cyclic garbage that reaches the
     old generation is freed later: under that load young collections now come a few times a minute when
-    saturated and one or two a second when paced (``kefu_gc_collections_total``), so a full one every few
+    saturated and one to three a second when paced (``kefu_gc_collections_total``), so a full one every few
     minutes. Not for processes that build many apps and
     leave objects holding resources to the collector (the test suite: an abandoned session's SQLite write lock
     would be held ten times longer, or for good once frozen).
