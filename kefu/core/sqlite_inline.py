@@ -87,7 +87,7 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
         super().__init__(connector, iter_chunk_size)
         self._in_use = threading.Lock()  # held by the worker thread while it uses the connection
-        self._writes: list[tuple[str, tuple[Any, ...]]] = []
+        self._writes: Writes = []
 
     def write_behind(self, sql: str, parameters: tuple[Any, ...]) -> None:
         """Queue ``execute(sql, parameters)`` for the open transaction: it runs before the connection's next
