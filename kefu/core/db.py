@@ -242,8 +242,9 @@ async def statement_connection(session: AsyncSession) -> tuple[Any, InlineConnec
 
     Both are remembered for the session's current transaction (the innermost SAVEPOINT if one is open, which
     the session emits when its connection is first asked for): asking the session again costs
-    ``session.connection()`` and the pool's raw connection, each a greenlet round trip (about 80 µs together
-    under cProfile, nine times in a chat batch, a sixth of a one-message transaction's instructions). A
+    ``session.connection()`` and the pool's raw connection, each a greenlet round trip, nine times in a chat
+    batch: a sixth of a one-message transaction's instructions (2,942 k → 2,453 k, ``bench/group_commit.py
+    --instructions``). A
     transaction that is no longer active (a failed flush) asks the session, which raises as it should.
     """
     if session.new or session.dirty or session.deleted:
