@@ -3,7 +3,9 @@
 For each N (default 100 and 1,000) and each of ``--runs`` runs, on a fresh SQLite database:
   * paced phase: every customer sends one message per second for ``--seconds``; agents answer each one at
     once. Reports customer→agent delivery latency (send → the agent's WebSocket receives it) p50/p99, and the
-    reply latency back to the customer;
+    reply latency back to the customer; also that p99 second by second through the window, which shows whether
+    the node was still working off the start (every customer's first message opens a conversation, all of
+    them in the warm-up's first second) or fell behind later;
   * saturation phase: every customer sends its next message as soon as the previous one is acknowledged
     (stored and committed); reports stored messages per second (customer messages + agent replies), and the
     server's CPU time per stored message (a figure other load on the machine hardly moves);
@@ -364,6 +366,8 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
             Path(os.environ["BENCH_DUMP"]).write_text("\n".join(f"{t:.4f} {lat:.4f}" for t, lat in stats.samples))
         return {"stored_per_s": (acked + stats.replies_acked) / seconds, "customer_msgs_per_s": acked / seconds,
                 "p50_ms": pct(to_agent, 50) * 1000, "p99_ms": pct(to_agent, 99) * 1000,
+                "p99_by_second_ms": [pct([lat for t, lat in stats.samples if int(t) == second], 99) * 1000
+                                     for second in range(int(seconds))],
                 "reply_p50_ms": pct(reply, 50) * 1000, "reply_p99_ms": pct(reply, 99) * 1000,
                 "delivered": len(to_agent),
                 # Server CPU per stored message: unlike msgs/s, barely moved by other load on the machine.
@@ -476,6 +480,10 @@ async def main() -> None:
                   f" {med(paced, 'client_cpu_share'):.0%}; commits of {med(paced, 'batch'):.1f} writes taking"
                   f" {med(paced, 'commit_ms'):.1f} ms; GC paused it {med(paced, 'gc_share'):.1%} of the time"
                   f" ({med(paced, 'gc_collections'):.0f} collections)")
+            by_second = [statistics.median(r["p99_by_second_ms"][second] for r in paced)
+                         for second in range(int(args.seconds))]
+            print("  paced customer→agent p99 by second of the window (median over runs):",
+                  " / ".join(f"{ms:.0f}" for ms in by_second), "ms")
         if sat:
             print(f"  saturated: stored {med(sat, 'stored_per_s'):.0f} msgs/s (customer {med(sat, 'customer_msgs_per_s'):.0f}/s"
                   f" + replies), customer→agent p99 {med(sat, 'p99_ms'):.1f} ms; server CPU"
