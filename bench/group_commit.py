@@ -13,7 +13,7 @@ The process collects garbage as ``kefu serve`` does (``kefu.runtime.prepare_serv
 ``valgrind``) twice per size, with ``--runs`` and three times as many transactions, and prints the difference
 per transaction and per message: CPU instructions of every thread, which other load on the machine does not
 change, so two trees compare in one run each (slow: about a minute per size).
-Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8] [--instructions]``.
+Usage: ``.venv/bin/python bench/group_commit.py [--sizes 1 20 200] [--runs 8] [--instructions | --opening]``.
 """
 
 from __future__ import annotations
@@ -50,10 +50,11 @@ from kefu.tenants.schemas import TenantCreate  # noqa: E402
 BODY = "您好，我的订单 202611220001 什么时候发货？Where is my parcel? " * 2
 
 
-async def batches(size: int, runs: int) -> tuple[list[float], list[float]]:
+async def batches(size: int, runs: int, opening: bool = False) -> tuple[list[float], list[float]]:
     """CPU milliseconds of each of ``runs`` group-commit transactions of ``size`` widget messages (after one
     warm-up transaction that also opens the conversations): the whole process's, and the event loop thread's
-    alone (on SQLite the batch's writes and commit run on the connection's worker thread)."""
+    alone (on SQLite the batch's writes and commit run on the connection's worker thread). With ``opening``
+    every message is a new visitor's first: each opens a conversation and its routing task."""
     url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-gc-')) / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
@@ -62,7 +63,7 @@ async def batches(size: int, runs: int) -> tuple[list[float], list[float]]:
         tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug="bench", name="Bench"))
         inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
         claims = []
-        for _ in range(size):
+        for _ in range(size * (runs + 1) if opening else size):
             widget = await channel_actions.do_start_widget_session(
                 uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="zh")
             claims.append(visitor_tokens.verify(runtime.settings.secret_key, widget.visitor_token))
@@ -70,8 +71,9 @@ async def batches(size: int, runs: int) -> tuple[list[float], list[float]]:
         await uow.session.close()
         cpu, loop_cpu = [], []
         for run in range(runs + 1):
+            group = claims[run * size:(run + 1) * size] if opening else claims
             posts = [channel_actions.VisitorPost(claims=c, body=BODY, client_message_id=f"{run}-{i}")
-                     for i, c in enumerate(claims)]
+                     for i, c in enumerate(group)]
             started, loop_started = time.process_time(), time.thread_time()
             await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, posts)
             if run:  # the first one opens the conversations
@@ -144,8 +146,12 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--instructions", action="store_true", help="count CPU instructions under callgrind")
+    parser.add_argument("--opening", action="store_true",
+                        help="every message is a new visitor's first: it opens a conversation (timing only)")
     parser.add_argument("--only-batches", nargs=2, type=int, metavar=("SIZE", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.opening and args.instructions:
+        parser.error("--opening is measured by timing only")
     prepare_serving_process()
     if args.only_batches:  # one process counted by --instructions
         await batches(*args.only_batches)
@@ -159,9 +165,10 @@ async def main() -> None:
         return
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  load: {os.getloadavg()[0]:.1f}")
     for size in args.sizes:
-        cpu, loop_cpu = await batches(size, args.runs)
+        cpu, loop_cpu = await batches(size, args.runs, args.opening)
         median, loop_median = statistics.median(cpu), statistics.median(loop_cpu)
-        print(f"  transaction of {size:4d} widget messages: median CPU {median:6.2f} ms"
+        kind = "first messages" if args.opening else "widget messages"
+        print(f"  transaction of {size:4d} {kind}: median CPU {median:6.2f} ms"
               f" ({median * 1000 / size:6.0f} µs per message), of it the event loop's thread {loop_median:6.2f} ms"
               f" ({loop_median * 1000 / size:6.0f} µs per message)")
     for name, micros in (await statement_costs(args.calls)).items():

@@ -252,6 +252,7 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
     outcomes: list[PostOutcome | None] = [None] * len(items)
     posts: list[MessagePost] = []
     slots: list[int] = []
+    started: list[Any] = []
     for index, item in enumerate(items):
         claims = item.claims
         inbox = inboxes.get(claims.inbox_id)
@@ -267,15 +268,17 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
             continue
         conversation = live_conversation(claims, contact_id)
         if conversation is None:
-            conversation = conversation_actions.do_start_conversation(
-                uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
-                channel="webchat", locale=item.locale,
-                owner_kind="bot" if claims.inbox_id in bot_inboxes else "queue")
+            [conversation] = conversation_actions.start_conversation_rows(uow, [{
+                "tenant_id": claims.tenant_id, "inbox_id": claims.inbox_id, "contact_id": contact_id,
+                "channel": "webchat", "locale": item.locale,
+                "owner_kind": "bot" if claims.inbox_id in bot_inboxes else "queue"}])
             live[(claims.inbox_id, contact_id)] = conversation
+            started.append(conversation)
         posts.append(MessagePost(conversation=conversation, sender_kind="customer",
                                  sender_id=conversation.contact_id, body=item.body, attachments=item.attachments,
                                  client_message_id=item.client_message_id, visitor_id=claims.visitor_id))
         slots.append(index)
+    await conversation_actions.insert_new_conversation_rows(uow, started)
     for index, outcome in zip(slots, await conversation_actions.do_post_messages(uow, posts), strict=True):
         outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]

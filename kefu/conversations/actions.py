@@ -92,6 +92,34 @@ def do_start_conversation(
     return conversation
 
 
+def start_conversation_rows(uow: UnitOfWork, starts: Sequence[dict[str, Any]]) -> list[conversation_service.ConversationRow]:
+    """``do_start_conversation`` for a batch writer: each start (tenant_id, inbox_id, contact_id, channel, locale,
+    owner_kind) becomes a ``ConversationRow``, and the new rows and their routing tasks are written later with one
+    multi-row INSERT each (``insert_new_conversation_rows``), not as ORM objects: opening a conversation cost the
+    widget's group commit four times an appended message, most of it in ORM instances and their flush."""
+    now = utcnow()
+    rows = []
+    for start in starts:
+        values = dict.fromkeys(conversation_service.CONVERSATION_COLUMNS)
+        values.update(start, id=new_id("conv"), status="open", priority=0, message_count=0, version=1,
+                      created_at=now, updated_at=now)
+        row = conversation_service.ConversationRow(values.values())
+        uow.emit(ev.CONVERSATION_CREATED, tenant_id=row.tenant_id, conversation_id=row.id, contact_id=row.contact_id,
+                 data={"conversation": conversation_read(row, []).model_dump(mode="json")})
+        rows.append(row)
+    return rows
+
+
+async def insert_new_conversation_rows(uow: UnitOfWork, rows: Sequence[conversation_service.ConversationRow]) -> None:
+    """Insert the rows ``start_conversation_rows`` made as they were made (later changes are saved with the batch's
+    other conversations), and the routing tasks of the queue-owned ones."""
+    if not rows:
+        return
+    await insert_rows(uow.session, _conversations, [dict(zip(conversation_service.CONVERSATION_COLUMNS, row.loaded,
+                                                                  strict=True)) for row in rows])
+    await routing_actions.insert_new_conversation_tasks(uow, [row for row in rows if row.owner_kind == "queue"])
+
+
 @dataclass(frozen=True, slots=True)
 class MessagePost:
     """One message to append to an already loaded conversation (an ORM instance, or a ``ConversationRow`` from

@@ -12,6 +12,7 @@ from kefu.channels.schemas import InboxCreate, InboxUpdate, WidgetSessionCreate
 from kefu.conversations.models import Conversation, Message
 from kefu.core.errors import NotFound, ValidationFailed
 from kefu.events.models import OutboxEvent
+from kefu.routing.models import Task
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.schemas import TenantCreate
@@ -71,6 +72,12 @@ async def test_a_mixed_batch_gives_each_item_its_own_outcome(db_url: str) -> Non
             events = (await session.scalars(select(OutboxEvent.type).where(
                 OutboxEvent.conversation_id.in_([c.id for c in conversations])))).all()
             assert sorted(events) == ["conversation.created"] * 2 + ["message.created"] * 3
+            # Each conversation opened in the batch waits in routing with one task of its own.
+            tasks = (await session.scalars(select(Task).where(
+                Task.conversation_id.in_([c.id for c in conversations])))).all()
+            assert sorted((t.live_conversation_id, t.status, t.attributes["inbox_id"]) for t in tasks) == sorted(
+                (c.id, "waiting", inbox.id) for c in conversations)
+            assert [(c.status, c.owner_kind) for c in conversations] == [("open", "queue")] * 2
     finally:
         await runtime.engine.dispose()
 
