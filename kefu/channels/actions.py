@@ -268,10 +268,10 @@ async def do_post_visitor_messages(uow: UnitOfWork, items: Sequence[VisitorPost]
             continue
         conversation = live_conversation(claims, contact_id)
         if conversation is None:
-            [conversation] = conversation_actions.start_conversation_rows(uow, [{
-                "tenant_id": claims.tenant_id, "inbox_id": claims.inbox_id, "contact_id": contact_id,
-                "channel": "webchat", "locale": item.locale,
-                "owner_kind": "bot" if claims.inbox_id in bot_inboxes else "queue"}])
+            conversation = conversation_actions.start_conversation_row(
+                uow, tenant_id=claims.tenant_id, inbox_id=claims.inbox_id, contact_id=contact_id,
+                channel="webchat", locale=item.locale,
+                owner_kind="bot" if claims.inbox_id in bot_inboxes else "queue")
             live[(claims.inbox_id, contact_id)] = conversation
             started.append(conversation)
         posts.append(MessagePost(conversation=conversation, sender_kind="customer",

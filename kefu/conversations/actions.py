@@ -67,6 +67,23 @@ async def do_open_conversation(
     return conversation
 
 
+def _new_conversation_values(*, tenant_id: str, inbox_id: str, contact_id: str, channel: str, locale: str | None,
+                             owner_kind: str) -> dict[str, Any]:
+    """Every column of a new conversation (for an ORM ``Conversation`` or a ``ConversationRow``)."""
+    now = utcnow()
+    values = dict.fromkeys(conversation_service.CONVERSATION_COLUMNS)
+    values.update(id=new_id("conv"), tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id, channel=channel,
+                  status="open", owner_kind=owner_kind, priority=0, locale=locale, message_count=0, version=1,
+                  created_at=now, updated_at=now)
+    return values
+
+
+def _announce_new(uow: UnitOfWork, conversation: Any) -> None:
+    uow.emit(ev.CONVERSATION_CREATED, tenant_id=conversation.tenant_id, conversation_id=conversation.id,
+             contact_id=conversation.contact_id,
+             data={"conversation": conversation_read(conversation, []).model_dump(mode="json")})
+
+
 def do_start_conversation(
     uow: UnitOfWork,
     *,
@@ -78,40 +95,31 @@ def do_start_conversation(
     owner_kind: str = "queue",
 ) -> Conversation:
     """Start a new conversation (the caller knows the contact has no live one); flushed with the batch."""
-    now = utcnow()
-    conversation = Conversation(
-        id=new_id("conv"), tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id, channel=channel,
-        status="open", owner_kind=owner_kind, locale=locale, priority=0, message_count=0, version=1,
-        created_at=now, updated_at=now,
-    )
+    conversation = Conversation(**_new_conversation_values(
+        tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id, channel=channel, locale=locale,
+        owner_kind=owner_kind))
     uow.session.add(conversation)
-    uow.emit(ev.CONVERSATION_CREATED, tenant_id=tenant_id, conversation_id=conversation.id, contact_id=contact_id,
-             data={"conversation": conversation_read(conversation, []).model_dump(mode="json")})
+    _announce_new(uow, conversation)
     if owner_kind == "queue":
         routing_actions.enqueue_new_conversation(uow, conversation=conversation)
     return conversation
 
 
-def start_conversation_rows(uow: UnitOfWork, starts: Sequence[dict[str, Any]]) -> list[conversation_service.ConversationRow]:
-    """``do_start_conversation`` for a batch writer: each start (tenant_id, inbox_id, contact_id, channel, locale,
-    owner_kind) becomes a ``ConversationRow``, and the new rows and their routing tasks are written later with one
-    multi-row INSERT each (``insert_new_conversation_rows``), not as ORM objects: opening a conversation cost the
-    widget's group commit four times an appended message, most of it in ORM instances and their flush."""
-    now = utcnow()
-    rows = []
-    for start in starts:
-        values = dict.fromkeys(conversation_service.CONVERSATION_COLUMNS)
-        values.update(start, id=new_id("conv"), status="open", priority=0, message_count=0, version=1,
-                      created_at=now, updated_at=now)
-        row = conversation_service.ConversationRow(values.values())
-        uow.emit(ev.CONVERSATION_CREATED, tenant_id=row.tenant_id, conversation_id=row.id, contact_id=row.contact_id,
-                 data={"conversation": conversation_read(row, []).model_dump(mode="json")})
-        rows.append(row)
-    return rows
+def start_conversation_row(uow: UnitOfWork, *, tenant_id: str, inbox_id: str, contact_id: str, channel: str,
+                           locale: str | None, owner_kind: str) -> conversation_service.ConversationRow:
+    """``do_start_conversation`` for a batch writer: a ``ConversationRow``, written later with the batch's other new
+    ones and their routing tasks in one multi-row INSERT each (``insert_new_conversation_rows``), not as ORM
+    objects: opening a conversation cost the widget's group commit four times an appended message, most of it in
+    ORM instances and their flush (``bench/group_commit.py --opening``)."""
+    row = conversation_service.ConversationRow(_new_conversation_values(
+        tenant_id=tenant_id, inbox_id=inbox_id, contact_id=contact_id, channel=channel, locale=locale,
+        owner_kind=owner_kind).values())
+    _announce_new(uow, row)
+    return row
 
 
 async def insert_new_conversation_rows(uow: UnitOfWork, rows: Sequence[conversation_service.ConversationRow]) -> None:
-    """Insert the rows ``start_conversation_rows`` made as they were made (later changes are saved with the batch's
+    """Insert the rows ``start_conversation_row`` made as they were made (later changes are saved with the batch's
     other conversations), and the routing tasks of the queue-owned ones."""
     if not rows:
         return

@@ -244,8 +244,8 @@ async def statement_connection(session: AsyncSession) -> tuple[Any, InlineConnec
     the session emits when its connection is first asked for): asking the session again costs
     ``session.connection()`` and the pool's raw connection, each a greenlet round trip, nine times in a chat
     batch: a sixth of a one-message transaction's instructions (2,942 k → 2,453 k, ``bench/group_commit.py
-    --instructions``). A
-    transaction that is no longer active (a failed flush) asks the session, which raises as it should.
+    --instructions``). A transaction that is no longer active (a failed flush) asks the session, which raises as
+    it should.
     """
     if session.new or session.dirty or session.deleted:
         await session.flush()

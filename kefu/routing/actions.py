@@ -307,17 +307,23 @@ def _emit_task(uow: UnitOfWork, task: Task | dict[str, Any], type_: str = ev.ROU
     uow.emit(type_, tenant_id=get("tenant_id"), data=data)
 
 
-def new_task(*, tenant_id: str, channel: str, priority: int = 0, attributes: dict[str, Any] | None = None,
-             conversation_id: str | None = None, contact_id: str | None = None, workflow_id: str | None = None,
-             status: str = "waiting", agent_id: str | None = None, enriched: bool = False,
-             now: datetime | None = None) -> Task:
+def task_values(*, tenant_id: str, channel: str, priority: int = 0, attributes: dict[str, Any] | None = None,
+                conversation_id: str | None = None, contact_id: str | None = None, workflow_id: str | None = None,
+                status: str = "waiting", agent_id: str | None = None, enriched: bool = False,
+                now: datetime | None = None) -> dict[str, Any]:
+    """A new task's column values (for an ORM ``Task`` or a multi-row INSERT)."""
     now = now or utcnow()
-    return Task(id=new_id("tsk"), tenant_id=tenant_id, conversation_id=conversation_id,
-                live_conversation_id=conversation_id, contact_id=contact_id, channel=channel, status=status,
-                priority=priority, attributes=attributes or {}, enriched=enriched, workflow_id=workflow_id,
-                agent_id=agent_id, declined={}, offer_count=0, created_at=now,
-                assigned_at=now if status == "assigned" else None, wait_seconds=0.0 if status == "assigned" else None,
-                version=1, updated_at=now)
+    return {"id": new_id("tsk"), "tenant_id": tenant_id, "conversation_id": conversation_id,
+            "live_conversation_id": conversation_id, "contact_id": contact_id, "channel": channel, "status": status,
+            "priority": priority, "attributes": attributes or {}, "enriched": enriched, "workflow_id": workflow_id,
+            "agent_id": agent_id, "declined": {}, "offer_count": 0, "created_at": now,
+            "assigned_at": now if status == "assigned" else None,
+            "wait_seconds": 0.0 if status == "assigned" else None, "version": 1, "updated_at": now}
+
+
+def new_task(**fields: Any) -> Task:
+    """A new ``Task`` (``task_values`` says which fields it takes)."""
+    return Task(**task_values(**fields))
 
 
 def _conversation_attributes(conversation: Any) -> dict[str, Any]:
@@ -325,17 +331,20 @@ def _conversation_attributes(conversation: Any) -> dict[str, Any]:
             "language": conversation.locale, "inbox_id": conversation.inbox_id}
 
 
+def _new_conversation_task(conversation: Any, now: datetime | None = None) -> dict[str, Any]:
+    return task_values(tenant_id=conversation.tenant_id, channel=policies.channel_of(conversation.channel),
+                       priority=conversation.priority or 0, attributes=_conversation_attributes(conversation),
+                       conversation_id=conversation.id, contact_id=conversation.contact_id, now=now)
+
+
 def enqueue_new_conversation(uow: UnitOfWork, *, conversation: Any) -> Task:
     """Create the task of a conversation that was just started queue-owned (no query: it cannot have one yet).
 
-    Synchronous so that batch writers (widget group commit) can call it per conversation; contact details
-    (VIP level, the agent who served them last) are added by the routing pass, off the chat hot path. No
-    event of its own: the conversation's ``conversation.created`` already wakes the routing loops (one
+    Contact details (VIP level, the agent who served them last) are added by the routing pass, off the chat hot
+    path. No event of its own: the conversation's ``conversation.created`` already wakes the routing loops (one
     outbox row less per new chat).
     """
-    task = new_task(tenant_id=conversation.tenant_id, channel=policies.channel_of(conversation.channel),
-                    priority=conversation.priority or 0, attributes=_conversation_attributes(conversation),
-                    conversation_id=conversation.id, contact_id=conversation.contact_id)
+    task = Task(**_new_conversation_task(conversation))
     uow.session.add(task)
     return task
 
@@ -346,15 +355,8 @@ _tasks = Task.__table__
 async def insert_new_conversation_tasks(uow: UnitOfWork, conversations: Sequence[Any]) -> None:
     """``enqueue_new_conversation`` for a batch of conversations just started queue-owned, as one multi-row
     INSERT (the widget's group commit opens up to a few hundred at once)."""
-    if not conversations:
-        return
     now = utcnow()
-    await insert_rows(uow.session, _tasks, [{
-        "id": new_id("tsk"), "tenant_id": c.tenant_id, "conversation_id": c.id, "live_conversation_id": c.id,
-        "contact_id": c.contact_id, "channel": policies.channel_of(c.channel), "status": "waiting",
-        "priority": c.priority or 0, "attributes": _conversation_attributes(c), "enriched": False,
-        "declined": {}, "offer_count": 0, "created_at": now, "version": 1, "updated_at": now,
-    } for c in conversations])
+    await insert_rows(uow.session, _tasks, [_new_conversation_task(c, now) for c in conversations])
 
 
 async def do_enqueue_conversation(uow: UnitOfWork, *, conversation: Any) -> Task:
