@@ -98,11 +98,11 @@ def prepare_serving_process() -> None:
     What a busy node keeps is mostly per-connection state (1,000 chat sockets: a few hundred thousand
     objects), and a full collection walks all of it: 90–110 ms with the whole node stopped, every 2–3 s under
     chat load with Python's thresholds, which made the p99 delivery latency. Cyclic garbage that reaches the
-    old generation is freed later: under that load young collections now come a few times a minute when
-    saturated and one to three a second when paced (``kefu_gc_collections_total``), so a full one every few
-    minutes. Not for processes that build many apps and
-    leave objects holding resources to the collector (the test suite: an abandoned session's SQLite write lock
-    would be held ten times longer, or for good once frozen).
+    old generation is freed later: at 1,000 customers young collections now come 1-5 times in a 10 s window
+    saturated and 4-14 times paced (``kefu_gc_collections_total``, as ``bench/chat_roundtrip.py`` prints it),
+    so a full one every one to ten minutes. Not for processes that build many apps and leave objects holding
+    resources to the collector (the test suite: an abandoned session's SQLite write lock would be held ten times
+    longer, or for good once frozen).
     """
     global _serving
     _serving = True
