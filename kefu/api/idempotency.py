@@ -2,7 +2,10 @@
 
 The key space is per credential (hash of the Authorization header, or the client address when anonymous),
 so two callers never collide. A retry with the same key but a different body is refused, and a retry
-while the first request is still running gets 409 instead of running twice.
+while the first request is still running gets 409 instead of running twice. A claim never answered, because
+its node died mid-request, lapses after ``idempotency_pending_seconds``: the key does not stay locked for the
+whole TTL, and a retry after that runs (domain idempotency, such as a message's ``client_message_id``, still
+keeps a write that did commit from happening twice).
 
 Stored responses can hold secrets (a new API key, a session token, customer data), so they are sealed with
 AES-GCM under a key derived from the deployment secret, the caller's credential and the request body: the
@@ -15,7 +18,7 @@ import hashlib
 import hmac
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -80,7 +83,9 @@ class IdempotencyMiddleware:
         request_hash = hashlib.sha256(b"POST " + path.encode() + b"\n" + body).hexdigest()
 
         sealing_key = _sealing_key(runtime.settings.secret_key, credential, body)
-        existing = await self._claim(runtime, scope_hash, key, path, request_hash)
+        existing, claimed_at = await self._claim(runtime, scope_hash, key, path, request_hash)
+        if existing is None and claimed_at is None:  # claimed and lapsed again while we looked: a busy key
+            return await _send_error(send, 409, "idempotency_in_progress", translate("idempotency_in_progress", lang))
         if existing is not None:
             if existing.request_hash != request_hash:
                 return await _send_error(send, 422, "idempotency_key_reused", translate("idempotency_key_reused", lang))
@@ -110,7 +115,7 @@ class IdempotencyMiddleware:
                 captured["body"].append(msg.get("body", b""))  # type: ignore[union-attr]
                 if not msg.get("more_body", False):
                     # Store before the client can see the answer, so an immediate retry finds it complete.
-                    await self._finish(runtime, scope_hash, key, captured, sealing_key)
+                    await self._finish(runtime, scope_hash, key, claimed_at, captured, sealing_key)
                     captured["finished"] = True
             await send(msg)
 
@@ -127,36 +132,49 @@ class IdempotencyMiddleware:
             await self.app(scope, replay, send_wrapper)
         finally:
             if not captured.get("finished"):
-                await self._finish(runtime, scope_hash, key, captured, sealing_key)
+                await self._finish(runtime, scope_hash, key, claimed_at, captured, sealing_key)
 
     async def _claim(self, runtime: Runtime, scope_hash: str, key: str, path: str,
-                     request_hash: str) -> IdempotencyRecord | None:
-        """Insert a pending record; return the existing live record if the key was already used."""
-        ttl = timedelta(seconds=runtime.settings.idempotency_ttl_seconds)
-        for _ in range(2):
+                     request_hash: str) -> tuple[IdempotencyRecord | None, datetime | None]:
+        """Claim ``key`` for this request: ``(None, claim time)`` if it is to run, else ``(live record, None)``.
+
+        A record is live while its answer is younger than the TTL, or, unanswered, younger than the pending
+        lease. A dead one is deleted by its exact claim time, so of two retries racing for it one replaces it
+        and the other, whose insert then collides, reads that new claim.
+        """
+        settings = runtime.settings
+        for _ in range(3):
+            now = utcnow()
             async with runtime.sessionmaker() as session:
                 existing = await session.get(IdempotencyRecord, (scope_hash, key))
-                if existing is not None and existing.created_at > utcnow() - ttl:
-                    return existing
                 if existing is not None:
-                    await session.delete(existing)
-                    await session.flush()
+                    lifetime = (settings.idempotency_ttl_seconds if existing.status_code is not None
+                                else settings.idempotency_pending_seconds)
+                    if existing.created_at > now - timedelta(seconds=lifetime):
+                        return existing, None
+                    if existing.status_code is None:
+                        log.warning("idempotency claim lapsed unanswered; the key is free again")
+                    session.expunge(existing)
+                    await session.execute(delete(IdempotencyRecord).where(
+                        IdempotencyRecord.scope == scope_hash, IdempotencyRecord.key == key,
+                        IdempotencyRecord.created_at == existing.created_at))
                 session.add(IdempotencyRecord(scope=scope_hash, key=key, method="POST", path=path,
-                                              request_hash=request_hash, status_code=None, created_at=utcnow()))
+                                              request_hash=request_hash, status_code=None, created_at=now))
                 try:
                     await session.commit()
-                    return None
+                    return None, now
                 except IntegrityError:
                     await session.rollback()  # a concurrent twin won the insert; read theirs
         async with runtime.sessionmaker() as session:
-            return await session.get(IdempotencyRecord, (scope_hash, key))
+            return await session.get(IdempotencyRecord, (scope_hash, key)), None
 
-    async def _finish(self, runtime: Runtime, scope_hash: str, key: str, captured: dict[str, object],
-                      sealing_key: bytes) -> None:
+    async def _finish(self, runtime: Runtime, scope_hash: str, key: str, claimed_at: datetime | None,
+                      captured: dict[str, object], sealing_key: bytes) -> None:
+        """Store the answer on our own claim; one that lapsed and was taken over by a retry is left alone."""
         status = int(captured["status"])  # type: ignore[arg-type]
         async with runtime.sessionmaker() as session:
             record = await session.get(IdempotencyRecord, (scope_hash, key))
-            if record is None:
+            if record is None or record.created_at != claimed_at:
                 return
             if status >= 500:
                 await session.delete(record)  # a server failure is not an answer: let the client retry

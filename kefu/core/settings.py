@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
     idempotency_ttl_seconds: int = 24 * 3600
+    # A claimed key whose request never finished (its node died mid-request) is free again after this.
+    idempotency_pending_seconds: int = Field(default=300, ge=1)
     outbox_sweep_seconds: float = 2.0
     outbox_stale_seconds: float = 5.0
     # Published events older than this are deleted; a client resuming from before that is told to resync.
