@@ -138,14 +138,21 @@ class Runtime:
             freeze_startup_heap()
 
     async def stop(self) -> None:
-        await self.committer.drain()
-        await self.relay.stop()
-        await self.bus.stop()
-        if self.checkpointer is not None:
-            await asyncio.to_thread(self.checkpointer.stop)
-        if self.commit_engine is not None:
-            await close_engine(self.commit_engine)
-        await close_engine(self.engine)
+        """Stop in order. A step that fails (the last marks finding the database locked, the bus gone) does not
+        skip the later ones: the engines are always closed, so no connection, and no SQLite lock one might
+        hold, outlives the node."""
+        try:
+            await self.committer.drain()
+            try:
+                await self.relay.stop()
+            finally:
+                await self.bus.stop()
+        finally:
+            if self.checkpointer is not None:
+                await asyncio.to_thread(self.checkpointer.stop)
+            if self.commit_engine is not None:
+                await close_engine(self.commit_engine)
+            await close_engine(self.engine)
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -179,6 +179,16 @@ async def other_tenant(runtime: Runtime) -> TenantFixture:
     return await create_tenant(runtime)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A "database is locked" failure gets a report section on who held the lock (tests/lock_diagnostics.py)."""
+    outcome = yield
+    if call.excinfo is not None and "database is locked" in str(call.excinfo.value):
+        from tests.lock_diagnostics import describe
+
+        outcome.get_result().sections.append(("who held the SQLite write lock", describe()))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     for item in items:
