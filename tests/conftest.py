@@ -22,6 +22,10 @@ from kefu.core.migrate import upgrade
 from kefu.core.settings import Settings
 from kefu.runtime import Runtime, build_runtime
 from tests.factories import TenantFixture, create_tenant
+from tests.lock_diagnostics import describe as describe_sqlite_locks
+from tests.lock_diagnostics import install as install_lock_diagnostics
+
+install_lock_diagnostics()
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DSN = os.environ.get("KEFU_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -116,7 +120,10 @@ class LiveServer:
         self.port = self._sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws="websockets-sansio")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        # Named after the test that started it, for tests/lock_diagnostics.py's reports.
+        started_by = os.environ.get("PYTEST_CURRENT_TEST", "?")
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
+                                        name=f"live server of {started_by}")
 
     @property
     def url(self) -> str:
@@ -184,9 +191,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A "database is locked" failure gets a report section on who held the lock (tests/lock_diagnostics.py)."""
     outcome = yield
     if call.excinfo is not None and "database is locked" in str(call.excinfo.value):
-        from tests.lock_diagnostics import describe
-
-        outcome.get_result().sections.append(("who held the SQLite write lock", describe()))
+        outcome.get_result().sections.append(("who held the SQLite write lock", describe_sqlite_locks()))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

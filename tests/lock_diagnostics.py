@@ -8,11 +8,43 @@ thread's stack at the moment of the failure: the live servers' threads included.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import traceback
+import weakref
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from kefu.core import db as core_db
+
+# Where each SQLite connection's current transaction began: thread, task and the task's coroutine stack.
+_BEGUN: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _remember_begin(connection: Any) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    where = [f"thread {threading.current_thread().name}, task {task.get_name() if task else None}"]
+    if task is not None:
+        where.extend(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                     for frame in task.get_stack(limit=25))
+    try:
+        _BEGUN[connection.connection.dbapi_connection._connection] = "\n".join(where)  # the aiosqlite connection
+    except (AttributeError, TypeError):  # not an aiosqlite connection: nothing to remember
+        pass
+
+
+def install() -> None:
+    """Record where every SQLite transaction of the test process begins (a few µs per transaction)."""
+    if not event.contains(Engine, "begin", _remember_begin):
+        event.listen(Engine, "begin", _remember_begin)
 
 
 def _connections() -> list[str]:
@@ -26,6 +58,8 @@ def _connections() -> list[str]:
             except Exception as error:  # noqa: BLE001 - a report must not fail the report
                 state = f"unknown ({type(error).__name__})"
             lines.append(f"{sync_engine.url.database} via {type(driver).__name__}: {state}")
+            if state == "IN A TRANSACTION":
+                lines.append("  it began in " + _BEGUN.get(driver, "(unknown)"))
     return lines or ["(none open)"]
 
 
@@ -34,7 +68,8 @@ def _threads() -> list[str]:
     lines = []
     for ident, frame in sys._current_frames().items():
         lines.append(f"--- thread {names.get(ident, ident)}")
-        lines.extend(line.rstrip() for line in traceback.format_stack(frame)[-12:])
+        stack = [entry for entry in traceback.extract_stack(frame) if not entry.filename.endswith("threading.py")]
+        lines.extend(line.rstrip() for line in traceback.format_list(stack[-8:]))
     return lines
 
 
