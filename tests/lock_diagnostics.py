@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 
 from kefu.core import db as core_db
 
-# Where each SQLite connection's current transaction began: thread, task and the task's coroutine stack.
-_BEGUN: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Where each SQLite connection's current transaction began: thread, task and the task's coroutine. (The task's
+# stack adds nothing: while it runs, frames above its coroutine are the event loop's and pytest's.)
+_BEGUN: weakref.WeakKeyDictionary[Any, tuple[str, str | None, str | None]] = weakref.WeakKeyDictionary()
 
 
 def _remember_begin(connection: Any) -> None:
@@ -31,12 +32,12 @@ def _remember_begin(connection: Any) -> None:
         task = asyncio.current_task()
     except RuntimeError:
         task = None
-    where = [f"thread {threading.current_thread().name}, task {task.get_name() if task else None}"]
-    if task is not None:
-        where.extend(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
-                     for frame in task.get_stack(limit=25))
+    coro = task.get_coro() if task is not None else None
+    code, frame = getattr(coro, "cr_code", None), getattr(coro, "cr_frame", None)
+    where = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno if frame else '?'})" if code else None
     try:
-        _BEGUN[connection.connection.dbapi_connection._connection] = "\n".join(where)  # the aiosqlite connection
+        _BEGUN[connection.connection.dbapi_connection._connection] = (  # keyed by the aiosqlite connection
+            threading.current_thread().name, task.get_name() if task is not None else None, where)
     except (AttributeError, TypeError):  # not an aiosqlite connection: nothing to remember
         pass
 
@@ -59,7 +60,8 @@ def _connections() -> list[str]:
                 state = f"unknown ({type(error).__name__})"
             lines.append(f"{sync_engine.url.database} via {type(driver).__name__}: {state}")
             if state == "IN A TRANSACTION":
-                lines.append("  it began in " + _BEGUN.get(driver, "(unknown)"))
+                thread, task, coroutine = _BEGUN.get(driver, ("?", None, None))
+                lines.append(f"  it began in thread {thread}, task {task}, coroutine {coroutine}")
     return lines or ["(none open)"]
 
 
