@@ -39,7 +39,7 @@ async def _with_runtime(settings: Settings, fn):  # type: ignore[no-untyped-def]
     try:
         return await fn(runtime)
     finally:
-        await runtime.engine.dispose()
+        await runtime.close()
 
 
 def _refuse_demo_in_production(settings: Settings) -> None:

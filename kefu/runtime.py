@@ -150,8 +150,16 @@ class Runtime:
         finally:
             if self.checkpointer is not None:
                 await asyncio.to_thread(self.checkpointer.stop)
+            await self.close()
+
+    async def close(self) -> None:
+        """Close every database connection the runtime opened, also one a cancelled task left inside a
+        transaction (``close_engine``). The whole shutdown of a runtime that was never started (commands,
+        tests)."""
+        try:
             if self.commit_engine is not None:
                 await close_engine(self.commit_engine)
+        finally:
             await close_engine(self.engine)
 
 

@@ -12,6 +12,7 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -21,11 +22,10 @@ import uvicorn
 from kefu.core.migrate import upgrade
 from kefu.core.settings import Settings
 from kefu.runtime import Runtime, build_runtime
+from tests import lock_diagnostics
 from tests.factories import TenantFixture, create_tenant
-from tests.lock_diagnostics import describe as describe_sqlite_locks
-from tests.lock_diagnostics import install as install_lock_diagnostics
 
-install_lock_diagnostics()
+lock_diagnostics.install()
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DSN = os.environ.get("KEFU_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -62,12 +62,46 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("db") / "kefu.db"
-    url = f"sqlite+aiosqlite:///{path}"
+def fresh_sqlite_url(directory: Path, name: str = "kefu.db") -> str:
+    """A new SQLite database file, migrated: for tests that need a database of their own. (Alembic runs its own
+    event loop: from a coroutine, call this through ``asyncio.to_thread``.)"""
+    url = f"sqlite+aiosqlite:///{directory / name}"
     upgrade(url)
     return url
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    """Close a test's runtime: every connection it opened, also one left inside a transaction, whose write lock
+    would otherwise stay taken until the garbage collector finds it, failing whichever test writes next.
+
+    A transaction still open here is a session nobody closed, by the test or by code it drove: the test fails
+    with where that transaction began.
+    """
+    engines = [engine for engine in (runtime.commit_engine, runtime.engine) if engine is not None]
+    left_open = [line for engine in engines for line in lock_diagnostics.open_on(engine)]
+    await runtime.close()
+    assert not left_open, "a session was left inside a transaction:\n" + "\n".join(left_open)
+
+
+@asynccontextmanager
+async def runtime_on(database_url: str, **overrides: object) -> AsyncIterator[Runtime]:
+    """A runtime on ``database_url`` (not started) for factories and direct reads, closed by ``close_runtime``."""
+    runtime = build_runtime(make_settings(database_url, **overrides))
+    try:
+        yield runtime
+    finally:
+        await close_runtime(runtime)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return fresh_sqlite_url(tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture
+def fresh_db_url(tmp_path: Path) -> str:
+    """A new migrated SQLite database for this test alone: for tests that restart nodes or fill a database."""
+    return fresh_sqlite_url(tmp_path)
 
 
 async def _pg_admin(sql: str) -> None:
@@ -170,9 +204,8 @@ async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def runtime(sqlite_url: str) -> AsyncIterator[Runtime]:
     """A runtime on the shared SQLite database, in the test's event loop, for factories and direct reads."""
-    rt = build_runtime(make_settings(sqlite_url))
-    yield rt
-    await rt.engine.dispose()
+    async with runtime_on(sqlite_url) as rt:
+        yield rt
 
 
 @pytest.fixture
@@ -191,7 +224,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A "database is locked" failure gets a report section on who held the lock (tests/lock_diagnostics.py)."""
     outcome = yield
     if call.excinfo is not None and "database is locked" in str(call.excinfo.value):
-        outcome.get_result().sections.append(("who held the SQLite write lock", describe_sqlite_locks()))
+        outcome.get_result().sections.append(("who held the SQLite write lock", lock_diagnostics.describe()))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """After each test's fixtures are gone, look for SQLite transactions nobody will end (tests/lock_diagnostics.py)."""
+    yield
+    lock_diagnostics.check_abandoned(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if lock_diagnostics.FOUND:
+        terminalreporter.section("abandoned SQLite transactions (they hold the write lock until collected)")
+        for text in lock_diagnostics.FOUND:
+            terminalreporter.line(text)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

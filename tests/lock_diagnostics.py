@@ -1,28 +1,82 @@
-"""What held SQLite's write lock, for the report of a test that failed with "database is locked".
+"""Who holds SQLite's write lock: abandoned transactions found as they happen, not when the next test trips.
 
-That failure is rare here, and it shows in whichever test next needed the lock, not in the one that left it
-held. So the report lists every SQLite connection this process has open, whether it is inside a transaction
-(ours all begin with ``BEGIN IMMEDIATE``, so that is who holds the lock if it is one of us), and every
-thread's stack at the moment of the failure: the live servers' threads included.
+Every transaction here begins with ``BEGIN IMMEDIATE``, so a session left open (its owner gone without a commit,
+rollback or close) holds the database's write lock until the garbage collector closes its connection, and some
+later test, on any file that connection used, fails with "database is locked". To find the owner, every SQLite
+``BEGIN`` of the test process records when and where it ran: the test, the thread, the task, and the chain of
+our own frames that led to it (when SQLAlchemy runs the statement in a greenlet, the frames of the greenlet's
+parent: the coroutines that awaited it).
+
+After each test, a connection still inside a transaction whose task has finished, or which began over
+``STALE_SECONDS`` ago, is reported: in the terminal summary, and in the report of a test that fails on the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
+import time
 import traceback
 import weakref
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import greenlet
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from kefu.core import db as core_db
 
-# Where each SQLite connection's current transaction began: thread, task and the task's coroutine. (The task's
-# stack adds nothing: while it runs, frames above its coroutine are the event loop's and pytest's.)
-_BEGUN: weakref.WeakKeyDictionary[Any, tuple[str, str | None, str | None]] = weakref.WeakKeyDictionary()
+ROOT = Path(__file__).resolve().parents[1]
+OURS = (str(ROOT / "kefu") + os.sep, str(ROOT / "tests") + os.sep)
+STALE_SECONDS = 20.0  # no transaction of the suite legitimately stays open this long
+MAX_FRAMES = 12
+
+
+@dataclass
+class Begun:
+    at: float  # time.monotonic()
+    database: str
+    test: str
+    thread: str
+    task: weakref.ref[asyncio.Task[Any]] | None
+    task_name: str | None
+    frames: list[tuple[str, int, str]]  # ours, innermost first
+
+    def describe(self, now: float) -> list[str]:
+        task = self.task() if self.task is not None else None
+        state = "no task" if self.task is None else ("task gone" if task is None else
+                                                     ("task finished" if task.done() else "task running"))
+        lines = [f"  began {now - self.at:.1f} s ago in test {self.test}",
+                 f"  thread {self.thread}, task {self.task_name} ({state}), from:"]
+        lines.extend(f"    {Path(file).relative_to(ROOT)}:{line} in {name}" for file, line, name in self.frames)
+        return lines
+
+    def abandoned(self, now: float) -> bool:
+        task = self.task() if self.task is not None else None
+        finished = self.task is not None and (task is None or task.done())
+        return finished or now - self.at > STALE_SECONDS
+
+
+# Keyed by the aiosqlite connection (weakly: a collected connection has released its lock).
+_BEGUN: weakref.WeakKeyDictionary[Any, Begun] = weakref.WeakKeyDictionary()
+_REPORTED: set[int] = set()
+FOUND: list[str] = []  # abandoned transactions found so far, for the terminal summary
+
+
+def _our_frames() -> list[tuple[str, int, str]]:
+    current = greenlet.getcurrent()
+    frame = current.parent.gr_frame if current.parent is not None else sys._getframe()  # noqa: SLF001
+    frames = []
+    while frame is not None and len(frames) < MAX_FRAMES:
+        file = frame.f_code.co_filename
+        if file.startswith(OURS) and not file.endswith("lock_diagnostics.py"):
+            frames.append((file, frame.f_lineno, frame.f_code.co_qualname))
+        frame = frame.f_back
+    return frames
 
 
 def _remember_begin(connection: Any) -> None:
@@ -32,48 +86,79 @@ def _remember_begin(connection: Any) -> None:
         task = asyncio.current_task()
     except RuntimeError:
         task = None
-    coro = task.get_coro() if task is not None else None
-    code, frame = getattr(coro, "cr_code", None), getattr(coro, "cr_frame", None)
-    where = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno if frame else '?'})" if code else None
     try:
-        _BEGUN[connection.connection.dbapi_connection._connection] = (  # keyed by the aiosqlite connection
-            threading.current_thread().name, task.get_name() if task is not None else None, where)
+        driver = connection.connection.dbapi_connection._connection  # noqa: SLF001 - the aiosqlite connection
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0]
+        _BEGUN[driver] = Begun(time.monotonic(), str(connection.engine.url.database), test,
+                               threading.current_thread().name, weakref.ref(task) if task is not None else None,
+                               task.get_name() if task is not None else None, _our_frames())
     except (AttributeError, TypeError):  # not an aiosqlite connection: nothing to remember
         pass
 
 
 def install() -> None:
-    """Record where every SQLite transaction of the test process begins (a few µs per transaction)."""
+    """Record where every SQLite transaction of the test process begins."""
     if not event.contains(Engine, "begin", _remember_begin):
         event.listen(Engine, "begin", _remember_begin)
 
 
-def _connections() -> list[str]:
+def _in_transaction(driver: Any) -> bool:
+    raw = getattr(driver, "_connection", None)  # its sqlite3 connection (None once closed)
+    try:
+        return raw is not None and raw.in_transaction
+    except Exception:  # noqa: BLE001 - closed meanwhile: not holding anything
+        return False
+
+
+def open_transactions() -> list[str]:
+    """Every SQLite connection of the process inside a transaction, with where that began."""
+    now = time.monotonic()
     lines = []
-    for sync_engine, opened in list(core_db._SQLITE_CONNECTIONS.items()):
-        for adapted in list(opened):
-            driver = getattr(adapted, "_connection", None)  # the aiosqlite connection
-            raw = getattr(driver, "_connection", None)  # its sqlite3 connection (None once closed)
-            try:
-                state = "closed" if raw is None else ("IN A TRANSACTION" if raw.in_transaction else "idle")
-            except Exception as error:  # noqa: BLE001 - a report must not fail the report
-                state = f"unknown ({type(error).__name__})"
-            lines.append(f"{sync_engine.url.database} via {type(driver).__name__}: {state}")
-            if state == "IN A TRANSACTION":
-                thread, task, coroutine = _BEGUN.get(driver, ("?", None, None))
-                lines.append(f"  it began in thread {thread}, task {task}, coroutine {coroutine}")
-    return lines or ["(none open)"]
+    for driver, begun in list(_BEGUN.items()):
+        if _in_transaction(driver):
+            lines.append(f"{begun.database} via {type(driver).__name__}: IN A TRANSACTION")
+            lines.extend(begun.describe(now))
+    return lines or ["(none)"]
+
+
+def check_abandoned(after_test: str) -> list[str]:
+    """Transactions left open by a finished task or for over STALE_SECONDS, each reported once."""
+    now = time.monotonic()
+    found = []
+    for driver, begun in list(_BEGUN.items()):
+        if id(begun) in _REPORTED or not _in_transaction(driver) or not begun.abandoned(now):
+            continue
+        _REPORTED.add(id(begun))
+        text = "\n".join([f"abandoned SQLite transaction on {begun.database}, "
+                          f"seen after {after_test}:", *begun.describe(now)])
+        found.append(text)
+        FOUND.append(text)
+    return found
 
 
 def _threads() -> list[str]:
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     lines = []
-    for ident, frame in sys._current_frames().items():
+    for ident, frame in sys._current_frames().items():  # noqa: SLF001
         lines.append(f"--- thread {names.get(ident, ident)}")
         stack = [entry for entry in traceback.extract_stack(frame) if not entry.filename.endswith("threading.py")]
-        lines.extend(line.rstrip() for line in traceback.format_list(stack[-8:]))
+        lines.extend(line.rstrip() for line in traceback.format_list(stack[-6:]))
     return lines
 
 
 def describe() -> str:
-    return "\n".join(["SQLite connections of this process:", *_connections(), "", "Threads:", *_threads()])
+    return "\n".join(["SQLite transactions open in this process:", *open_transactions(), "", "Threads:",
+                      *_threads()])
+
+
+def open_on(engine: Any) -> list[str]:
+    """The transactions still open on the SQLite connections ``engine`` opened, with where each began."""
+    now = time.monotonic()
+    lines = []
+    for adapted in list(core_db._SQLITE_CONNECTIONS.get(engine.sync_engine, ())):  # noqa: SLF001
+        driver = getattr(adapted, "_connection", None)
+        if driver is not None and _in_transaction(driver):
+            begun = _BEGUN.get(driver)
+            lines.append(f"{engine.url.database} via {type(driver).__name__}: IN A TRANSACTION")
+            lines.extend(begun.describe(now) if begun is not None else ["  (where it began is unknown)"])
+    return lines

@@ -27,7 +27,7 @@ async def run_simulation(database_url: str, per_intent: int, seed: int):  # type
     try:
         return await simulate(runtime, per_intent=per_intent, seed=seed)
     finally:
-        await runtime.engine.dispose()
+        await runtime.close()
 
 
 @app.command("simulate")

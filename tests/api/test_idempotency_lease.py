@@ -15,9 +15,7 @@ from kefu.api.models import IdempotencyRecord
 from kefu.channels import actions as channel_actions
 from kefu.channels import visitor_tokens
 from kefu.conversations.models import Message
-from kefu.core.migrate import upgrade
-from kefu.runtime import build_runtime
-from tests.conftest import TEST_SECRET, make_settings
+from tests.conftest import TEST_SECRET, runtime_on
 from tests.factories import create_tenant
 from tests.realtime.wsclient import start_visitor
 from tests.serve_process import ServeProcess, free_port
@@ -27,11 +25,9 @@ pytestmark = pytest.mark.slow
 LEASE_SECONDS = 10  # longer than a restart of `kefu serve` takes here, so the first retry lands inside it
 
 
-async def test_a_key_left_unanswered_by_a_dead_node_frees_up_after_the_lease(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'lease.db'}"
-    await asyncio.to_thread(upgrade, url)
-    runtime = build_runtime(make_settings(url))
-    try:
+async def test_a_key_left_unanswered_by_a_dead_node_frees_up_after_the_lease(fresh_db_url: str,
+                                                                              tmp_path: Path) -> None:
+    async with runtime_on(fresh_db_url) as runtime:
         tenant = await create_tenant(runtime)
         session = await start_visitor(runtime, tenant.inbox_id)
         uow = runtime.unit_of_work()
@@ -49,7 +45,7 @@ async def test_a_key_left_unanswered_by_a_dead_node_frees_up_after_the_lease(tmp
         log = tmp_path / "serve.log"
         lease = {"KEFU_IDEMPOTENCY_PENDING_SECONDS": str(LEASE_SECONDS)}
 
-        faulty = ServeProcess(url, free_port(), log, KEFU_FAULT_CRASH_AFTER_COMMIT="1", **lease)
+        faulty = ServeProcess(fresh_db_url, free_port(), log, KEFU_FAULT_CRASH_AFTER_COMMIT="1", **lease)
         try:
             await faulty.ready()
             async with httpx.AsyncClient(base_url=faulty.url, timeout=10) as http:
@@ -65,7 +61,7 @@ async def test_a_key_left_unanswered_by_a_dead_node_frees_up_after_the_lease(tmp
         assert claim is not None and claim.status_code is None, "the dead request's claim was never answered"
         assert stored == 1, "its reply was committed before the crash"
 
-        healthy = ServeProcess(url, free_port(), log, **lease)
+        healthy = ServeProcess(fresh_db_url, free_port(), log, **lease)
         try:
             await healthy.ready()
             async with httpx.AsyncClient(base_url=healthy.url, timeout=10) as http:
@@ -89,5 +85,3 @@ async def test_a_key_left_unanswered_by_a_dead_node_frees_up_after_the_lease(tmp
         async with runtime.sessionmaker() as db:
             stored = await db.scalar(select(func.count()).select_from(Message).where(Message.client_message_id == "r-1"))
         assert stored == 1
-    finally:
-        await runtime.engine.dispose()

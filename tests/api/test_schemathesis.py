@@ -6,7 +6,6 @@ generated writes cannot disturb other tests.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,9 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kefu.core.migrate import upgrade
-from kefu.runtime import build_runtime
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, runtime_on
 from tests.factories import create_tenant
 
 pytestmark = pytest.mark.slow
@@ -25,15 +22,10 @@ pytestmark = pytest.mark.slow
 MAX_EXAMPLES = int(os.environ.get("KEFU_FUZZ_EXAMPLES", "25"))
 
 
-async def test_no_operation_answers_500(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
-    await asyncio.to_thread(upgrade, url)
-    runtime = build_runtime(make_settings(url))
-    try:
+async def test_no_operation_answers_500(fresh_db_url: str, tmp_path: Path) -> None:
+    async with runtime_on(fresh_db_url) as runtime:
         tenant = await create_tenant(runtime)
-    finally:
-        await runtime.engine.dispose()
-    live = LiveServer(make_settings(url, login_max_failures=1000)).start()
+    live = LiveServer(make_settings(fresh_db_url, login_max_failures=1000)).start()
     try:
         # The schema of every domain takes a few seconds to build on a busy machine.
         async with httpx.AsyncClient(base_url=live.url, timeout=60) as client:

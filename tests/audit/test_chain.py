@@ -17,19 +17,18 @@ from sqlalchemy import text
 from kefu.audit import actions as audit_actions
 from kefu.audit import service as audit_service
 from kefu.auth.schemas import Principal
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.schemas import TenantCreate
-from tests.conftest import make_settings
+from tests.conftest import runtime_on
 
 ACTOR = Principal(kind="user", id="usr_01jgx3v7k2m4n5p6q7r8s9t0vw", tenant_id="", role="admin")
 
 
 @pytest.fixture
 async def rt(db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(db_url) as runtime:
+        yield runtime
 
 
 async def new_tenant(rt: Runtime) -> str:

@@ -7,16 +7,13 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import text
 
-from kefu.core.migrate import upgrade
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.auth.helpers import audit_entries, login
-from tests.conftest import make_settings
+from tests.conftest import runtime_on
 from tests.factories import TenantFixture, create_tenant
 
 
@@ -46,28 +43,18 @@ async def test_verify_exit_codes_for_one_tenant(runtime: Runtime, sqlite_url: st
         await tamper(runtime, "DELETE FROM audit_entries WHERE tenant_id = :t", tenant.id)
 
 
-@pytest.fixture
-def fresh_db(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'verify.db'}"
-    upgrade(url)
-    return url
-
-
-async def test_verify_every_tenant_reports_the_deleted_entry(fresh_db: str) -> None:
-    rt = build_runtime(make_settings(fresh_db))
-    try:
+async def test_verify_every_tenant_reports_the_deleted_entry(fresh_db_url: str) -> None:
+    async with runtime_on(fresh_db_url) as rt:
         clean, victim = await create_tenant(rt), await create_tenant(rt)
-        ok = await asyncio.to_thread(kefu, fresh_db, "audit", "verify")
+        ok = await asyncio.to_thread(kefu, fresh_db_url, "audit", "verify")
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "2 chain(s) verified" in ok.stdout
         await tamper(rt, "DELETE FROM audit_entries WHERE tenant_id = :t AND seq = 2", victim.id)
-        bad = await asyncio.to_thread(kefu, fresh_db, "audit", "verify")
+        bad = await asyncio.to_thread(kefu, fresh_db_url, "audit", "verify")
         assert bad.returncode == 1
         assert f"TAMPERED  tenant={victim.id} entries_checked=2 first_bad_seq=2 reason=seq_gap" in bad.stdout
         assert f"ok        tenant={clean.id} entries=3" in bad.stdout
         assert "tampering detected in 1 of 2" in bad.stdout
-    finally:
-        await rt.engine.dispose()
 
 
 async def test_users_create_makes_a_user_who_can_log_in(http: httpx.AsyncClient, sqlite_url: str,

@@ -7,14 +7,12 @@ shared database would eat into the budget of every other test in the suite.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from kefu.core.migrate import upgrade
-from kefu.runtime import Runtime, build_runtime
-from tests.conftest import LiveServer, make_settings
+from kefu.runtime import Runtime
+from tests.conftest import LiveServer, fresh_sqlite_url, make_settings, runtime_on
 from tests.factories import TenantFixture, create_tenant
 
 # Per email; the per-address limit is four times this.
@@ -23,9 +21,7 @@ LOGIN_MAX_FAILURES = 5
 
 @pytest.fixture(scope="module")
 def own_db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{Path(tmp_path_factory.mktemp('authdb')) / 'kefu.db'}"
-    upgrade(url)
-    return url
+    return fresh_sqlite_url(tmp_path_factory.mktemp("authdb"))
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +39,8 @@ async def own_http(own_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def own_runtime(own_db_url: str) -> AsyncIterator[Runtime]:
-    rt = build_runtime(make_settings(own_db_url))
-    yield rt
-    await rt.engine.dispose()
+    async with runtime_on(own_db_url) as rt:
+        yield rt
 
 
 @pytest.fixture

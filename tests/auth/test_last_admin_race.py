@@ -11,7 +11,7 @@ from kefu.core.errors import Conflict
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.schemas import TenantCreate
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 
 
 async def test_concurrent_demotions_keep_one_admin(db_url: str) -> None:
@@ -45,4 +45,4 @@ async def test_concurrent_demotions_keep_one_admin(db_url: str) -> None:
         async with rt.sessionmaker() as session:
             assert await auth_service.count_active_admins(session=session, tenant_id=tenant.id) == 1
     finally:
-        await rt.engine.dispose()
+        await close_runtime(rt)

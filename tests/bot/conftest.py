@@ -9,26 +9,22 @@ import pytest
 
 import kefu.integrations.commerce as commerce_integrations
 from kefu.bot.runner import BotRunner
-from kefu.core.migrate import upgrade
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.bot.helpers import enable_bot
-from tests.conftest import make_settings
+from tests.conftest import fresh_sqlite_url, runtime_on
 from tests.factories import TenantFixture, create_tenant
 
 
 @pytest.fixture(scope="session")
 def bot_db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('botdb') / 'bot.db'}"
-    upgrade(url)
-    return url
+    return fresh_sqlite_url(tmp_path_factory.mktemp("botdb"))
 
 
 @pytest.fixture
 async def bot_runtime(bot_db_url: str) -> AsyncIterator[Runtime]:
     commerce_integrations.install()
-    rt = build_runtime(make_settings(bot_db_url))
-    yield rt
-    await rt.engine.dispose()
+    async with runtime_on(bot_db_url) as rt:
+        yield rt
 
 
 @pytest.fixture

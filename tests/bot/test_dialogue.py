@@ -13,6 +13,7 @@ from kefu.bot.runner import BotRunner
 from kefu.commerce import service as commerce_service
 from kefu.runtime import Runtime
 from tests.bot.helpers import conversation_owner, new_inbox, shopper
+from tests.conftest import close_runtime
 from tests.factories import TenantFixture
 
 ORDER = re.compile(r"DS\d{6}")
@@ -166,7 +167,7 @@ async def test_exactly_one_node_answers_a_message(node_db: str) -> None:
             assert len(await bot_replies(nodes[0], customer.conversation_id, message_id)) == 1
     finally:
         for rt in nodes:
-            await rt.engine.dispose()
+            await close_runtime(rt)
 
 
 async def test_a_vip_goes_to_people_first_with_priority(bot_runtime: Runtime, runner: BotRunner,

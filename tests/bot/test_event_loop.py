@@ -17,16 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 
 from kefu.bot import service as bot_service
 from kefu.bot.runner import BotRunner
-from kefu.core.migrate import upgrade
 from kefu.nlp.pipeline import registry
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.bot.helpers import bot_replies, enable_bot, shopper, wait_for_bot
 from tests.channels.chat import customer_says, start_session, widget_history
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, runtime_on
 from tests.factories import TenantFixture, create_tenant
 
 SAFETY_VALVE = 30.0  # seconds: not a performance bound, only how long a frozen loop takes to fail the test
@@ -103,17 +101,9 @@ async def test_other_work_runs_while_the_first_message_waits_for_the_model(
     assert await bot_replies(bot_runtime, customer.conversation_id, message_id)
 
 
-@pytest.fixture
-def fresh_db_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
-    url = f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
-    upgrade(url)
-    return url
-
-
 async def test_a_node_serves_http_while_its_bot_warms_up_and_while_it_waits_for_a_cold_model(
         fresh_db_url: str) -> None:
-    runtime = build_runtime(make_settings(fresh_db_url))
-    try:
+    async with runtime_on(fresh_db_url) as runtime:
         tenant = await create_tenant(runtime)
         await enable_bot(runtime, tenant.id, tenant.inbox_id)
         # 1. Start-up: the bot worker warms the model in a thread; the node answers requests meanwhile.
@@ -147,5 +137,3 @@ async def test_a_node_serves_http_while_its_bot_warms_up_and_while_it_waits_for_
                     assert said and said[0]["sender_kind"] == "bot", said
             finally:
                 live.stop()
-    finally:
-        await runtime.engine.dispose()

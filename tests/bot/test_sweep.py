@@ -24,9 +24,18 @@ from kefu.bot.workers import SWEEP_BATCH, SWEEP_HORIZON, BotWorker
 from kefu.channels import actions as channel_actions
 from kefu.core.clock import utcnow
 from kefu.core.migrate import upgrade
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.bot.helpers import Shopper, bot_replies, enable_bot, shopper
-from tests.conftest import PG_ADMIN_DSN, PG_HOST, PG_PORT, _pg_admin, _port_open, make_settings, unavailable
+from tests.conftest import (
+    PG_ADMIN_DSN,
+    PG_HOST,
+    PG_PORT,
+    _pg_admin,
+    _port_open,
+    fresh_sqlite_url,
+    runtime_on,
+    unavailable,
+)
 from tests.factories import TenantFixture, create_tenant
 
 HANDLED = SWEEP_BATCH + 20  # more handled messages in the window than one sweep reads
@@ -35,9 +44,7 @@ HANDLED = SWEEP_BATCH + 20  # more handled messages in the window than one sweep
 @pytest.fixture(params=["sqlite", "postgres"])
 def own_db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'sweep.db'}"
-        upgrade(url)
-        yield url
+        yield fresh_sqlite_url(tmp_path)
         return
     if not _port_open(PG_HOST, PG_PORT):
         unavailable("PostgreSQL at 127.0.0.1:5432")
@@ -55,9 +62,8 @@ def own_db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # ty
 async def node(own_db_url: str) -> AsyncIterator[Runtime]:
     """A node whose bus nobody publishes to: every message below is one whose event was missed."""
     commerce_integrations.install()
-    rt = build_runtime(make_settings(own_db_url))
-    yield rt
-    await rt.engine.dispose()
+    async with runtime_on(own_db_url) as rt:
+        yield rt
 
 
 async def _post_many(customer: Shopper, texts: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from kefu.routing.models import Task
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.schemas import TenantCreate
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 
 
 async def _shop(uow, name: str):  # type: ignore[no-untyped-def]
@@ -79,7 +79,7 @@ async def test_a_mixed_batch_gives_each_item_its_own_outcome(db_url: str) -> Non
                 (c.id, "waiting", inbox.id) for c in conversations)
             assert [(c.status, c.owner_kind) for c in conversations] == [("open", "queue")] * 2
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_refused_first_message_opens_no_conversation(db_url: str) -> None:
@@ -103,7 +103,7 @@ async def test_a_refused_first_message_opens_no_conversation(db_url: str) -> Non
                 Conversation.contact_id == claims.contact_id))
         assert opened == 0
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_concurrent_first_sessions_of_one_customer_make_one_contact(db_url: str) -> None:
@@ -135,7 +135,7 @@ async def test_concurrent_first_sessions_of_one_customer_make_one_contact(db_url
         contact_ids = await asyncio.gather(*(start() for _ in range(6)))
         assert len(set(contact_ids)) == 1
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_batch_into_existing_conversations_saves_each_one_once(db_url: str) -> None:
@@ -176,4 +176,4 @@ async def test_a_batch_into_existing_conversations_saves_each_one_once(db_url: s
         assert latest[conv_a.id]["version"] == conv_a.version and latest[conv_b.id]["version"] == conv_b.version
         assert latest[conv_b.id]["status"] == "open"
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)

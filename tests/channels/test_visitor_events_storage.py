@@ -15,7 +15,7 @@ from kefu.contacts import actions as contact_actions
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
 from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import TenantFixture, create_tenant
 
 
@@ -24,7 +24,7 @@ async def store(db_url: str) -> AsyncIterator[Runtime]:
     runtime = build_runtime(make_settings(db_url))
     yield runtime
     await runtime.committer.drain()
-    await runtime.engine.dispose()
+    await close_runtime(runtime)
 
 
 async def _visitor(runtime: Runtime, tenant: TenantFixture) -> VisitorClaims:

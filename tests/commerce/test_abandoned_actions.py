@@ -21,17 +21,16 @@ from kefu.commerce.schemas import ConnectorCreate, LineQuantity, Order, OrderVie
 from kefu.commerce.sources import hub_of
 from kefu.core.clock import utcnow
 from kefu.core.errors import DomainError
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.commerce.fake_shop import FakeShop
-from tests.conftest import make_settings
+from tests.conftest import runtime_on
 from tests.factories import create_tenant
 
 
 @pytest.fixture
 async def rt(db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(db_url) as runtime:
+        yield runtime
 
 
 async def _fresh(rt: Runtime, tenant_id: str, number: str) -> OrderView:

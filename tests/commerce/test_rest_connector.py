@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,14 +14,13 @@ from sqlalchemy import select
 
 from kefu.commerce.models import CommerceOrder
 from kefu.commerce.sources import hub_of
-from kefu.core.migrate import upgrade
 from kefu.events import types as ev
 from kefu.events.models import OutboxEvent
 from kefu.integrations.commerce.webhooks import sign
 from kefu.runtime import build_runtime
 from tests.commerce.fake_shop import FakeShop, FakeShopProcess
 from tests.commerce.test_normalizers import load
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, close_runtime, make_settings
 from tests.factories import TenantFixture, create_tenant
 
 
@@ -249,12 +247,10 @@ async def test_reconciliation_does_not_roll_back_a_newer_webhook(client: httpx.A
 
 
 @pytest.fixture
-def lone_server(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
+def lone_server(fresh_db_url: str) -> Iterator[tuple[LiveServer, str]]:
     """A Kefu node on a database of its own, so its background passes see only this test's orders."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'kefu.db'}"
-    upgrade(url)
-    live = LiveServer(make_settings(url)).start()
-    yield live, url
+    live = LiveServer(make_settings(fresh_db_url)).start()
+    yield live, fresh_db_url
     live.stop()
 
 
@@ -295,7 +291,7 @@ async def test_the_reconciliation_worker_repairs_drift_on_its_own(lone_server: t
             assert parcel["degraded"] and [v["order"]["status"] for v in parcel["data"]] == ["shipped"]
     finally:
         shop.stop()
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_customers_orders_from_every_marketplace_come_in_one_list(client: httpx.AsyncClient,

@@ -16,16 +16,15 @@ from kefu.commerce.schemas import LineQuantity, RefundCreate
 from kefu.commerce.sources import CircuitBreaker, hub_of
 from kefu.events import types as ev
 from kefu.events.models import OutboxEvent
-from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from kefu.runtime import Runtime
+from tests.conftest import runtime_on
 from tests.factories import create_tenant
 
 
 @pytest.fixture
 async def rt(db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(db_url) as runtime:
+        yield runtime
 
 
 async def _events(runtime: Runtime, tenant_id: str, kind: str) -> list[OutboxEvent]:

@@ -21,7 +21,7 @@ from kefu.events import types as ev
 from kefu.events.models import OutboxEvent
 from kefu.integrations.commerce.normalizers import normalize
 from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import create_tenant
 
 
@@ -107,4 +107,4 @@ async def test_parallel_webhooks_end_at_the_newest_revision_with_distinct_versio
         else:  # 4 then 3: the late revision 3 is stale and changes nothing
             assert outcomes == {4: "applied", 3: "stale"} and versions == [2]
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)

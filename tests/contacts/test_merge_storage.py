@@ -18,16 +18,15 @@ from kefu.contacts.models import Contact, ContactIdentity, ContactMerge
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations.models import Conversation
 from kefu.core.errors import Conflict, ValidationFailed
-from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from kefu.runtime import Runtime
+from tests.conftest import runtime_on
 from tests.factories import TenantFixture, create_tenant
 
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(db_url) as runtime:
+        yield runtime
 
 
 async def _customer(runtime: Runtime, tenant: TenantFixture, *identities: tuple[str, str, bool]) -> str:

@@ -22,7 +22,7 @@ from kefu.conversations import service as conversation_service
 from kefu.conversations.models import Message
 from kefu.conversations.schemas import MessageRead
 from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import TenantFixture, create_tenant
 
 
@@ -31,7 +31,7 @@ async def store(db_url: str) -> AsyncIterator[Runtime]:
     runtime = build_runtime(make_settings(db_url))
     yield runtime
     await runtime.committer.drain()
-    await runtime.engine.dispose()
+    await close_runtime(runtime)
 
 
 async def _visitor(runtime: Runtime, tenant: TenantFixture) -> tuple[VisitorClaims, str]:

@@ -19,7 +19,7 @@ from kefu.core.db import create_sessionmaker
 from kefu.events.group_commit import GroupCommitter
 from kefu.events.types import DomainEvent
 from kefu.runtime import build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import create_tenant
 
 _messages = Message.__table__
@@ -65,7 +65,7 @@ async def test_bulk_insert_and_update_read_back_like_core(db_url: str) -> None:
             stored = await session.get(Conversation, conversation_id)
             assert (stored.last_message_at, stored.last_message_preview, stored.message_count) == (when, "好的", 7)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_rows_queued_on_the_committers_connection_are_read_in_their_transaction_and_stored_at_commit(

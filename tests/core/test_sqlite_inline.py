@@ -9,9 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
-from kefu.core.migrate import upgrade
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.models import Tenant
@@ -19,11 +18,10 @@ from kefu.tenants.schemas import TenantCreate
 from tests.conftest import make_settings
 
 
-async def test_a_group_commit_waits_for_another_process_writing_while_the_node_keeps_serving(tmp_path: Path) -> None:
-    path = tmp_path / "inline.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    await asyncio.to_thread(upgrade, url)
-    runtime = build_runtime(make_settings(url))
+async def test_a_group_commit_waits_for_another_process_writing_while_the_node_keeps_serving(
+        fresh_db_url: str) -> None:
+    path = make_url(fresh_db_url).database
+    runtime = build_runtime(make_settings(fresh_db_url))
     assert runtime.commit_engine is not None, "a file database gets the committer's own inline engine"
     await runtime.start()
     other_process = sqlite3.connect(path, isolation_level=None)

@@ -20,7 +20,7 @@ from kefu.api.v1.ui import UI_DIST
 from kefu.core.migrate import upgrade
 from kefu.demo.seed import seed_demo
 from kefu.runtime import build_runtime
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, close_runtime, make_settings
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -52,7 +52,7 @@ async def main(out: Path, url: str) -> None:
     settings = make_settings(url)
     runtime = build_runtime(settings)
     await seed_demo(runtime)
-    await runtime.engine.dispose()
+    await close_runtime(runtime)
     server = LiveServer(settings).start()
     base = server.url
     try:

@@ -18,7 +18,7 @@ from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.models import Tenant
 from kefu.tenants.schemas import TenantCreate
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ async def rt(db_url: str):
     runtime.bus.subscribe(received.append)
     runtime.extras["received"] = received
     yield runtime
-    await runtime.engine.dispose()
+    await close_runtime(runtime)
 
 
 async def _tenant(rt) -> str:

@@ -11,7 +11,7 @@ from kefu.knowledge import service as knowledge_service
 from kefu.runtime import Runtime, build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.schemas import TenantCreate
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 
 
 async def _tenant_with_demo_kb(rt: Runtime) -> str:
@@ -62,4 +62,4 @@ async def test_demo_kb_answers_and_counts_every_concurrent_answer(db_url: str) -
                                                          entry_id=entry_ids[0])
             assert (entry.answers_given, entry.helpful) == (12, 12)
     finally:
-        await rt.engine.dispose()
+        await close_runtime(rt)

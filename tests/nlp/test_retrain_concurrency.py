@@ -12,7 +12,7 @@ from kefu.nlp import service as nlp_service
 from kefu.nlp.models import NluModel
 from kefu.nlp.pipeline import registry
 from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import create_tenant
 
 EXAMPLES = ["能帮我包装成礼物吗", "可以礼品包装吗", "需要礼物包装", "can you gift wrap it", "please wrap it as a present"]
@@ -70,7 +70,7 @@ async def test_concurrent_retrains_never_share_a_version(db_url: str) -> None:
         assert stored.version == len(versions)
         assert stored.data_hash == await _current_hash(runtime, tenant.id)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_second_retrain_while_one_holds_the_model_is_refused(postgres_url: str) -> None:
@@ -91,7 +91,7 @@ async def test_a_second_retrain_while_one_holds_the_model_is_refused(postgres_ur
         stored = await _stored(runtime, tenant.id)
         assert (stored.version, stored.data_hash) == (2, await _current_hash(runtime, tenant.id))
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_node_reloads_when_its_model_was_trained_on_other_data(runtime: Runtime) -> None:

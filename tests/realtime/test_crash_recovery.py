@@ -3,16 +3,13 @@ customer's retry with the same client id does not store the message twice."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from kefu.conversations.models import Message
-from kefu.core.migrate import upgrade
-from kefu.runtime import build_runtime
-from tests.conftest import make_settings
+from tests.conftest import runtime_on
 from tests.factories import create_tenant
 from tests.realtime.wsclient import agent_client, is_ack, is_message, start_visitor, visitor_client
 from tests.serve_process import ServeProcess, free_port
@@ -20,17 +17,14 @@ from tests.serve_process import ServeProcess, free_port
 pytestmark = pytest.mark.slow
 
 
-async def test_event_committed_before_crash_is_delivered_after_restart(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}"
-    await asyncio.to_thread(upgrade, url)  # alembic runs its own event loop
-    runtime = build_runtime(make_settings(url))
-    try:
+async def test_event_committed_before_crash_is_delivered_after_restart(fresh_db_url: str, tmp_path: Path) -> None:
+    async with runtime_on(fresh_db_url) as runtime:
         tenant = await create_tenant(runtime)
         session = await start_visitor(runtime, tenant.inbox_id)
         log = tmp_path / "serve.log"
 
         port = free_port()
-        faulty = ServeProcess(url, port, log, KEFU_FAULT_CRASH_AFTER_COMMIT="1")
+        faulty = ServeProcess(fresh_db_url, port, log, KEFU_FAULT_CRASH_AFTER_COMMIT="1")
         try:
             await faulty.ready()
             agent, registered, _ = await agent_client(faulty.ws_url, tenant.agent.token)
@@ -49,7 +43,7 @@ async def test_event_committed_before_crash_is_delivered_after_restart(tmp_path:
                                      .where(Message.client_message_id == "crash-1"))
         assert stored == 1, "the commit happened before the crash"
 
-        healthy = ServeProcess(url, free_port(), log)
+        healthy = ServeProcess(fresh_db_url, free_port(), log)
         try:
             await healthy.ready()
             for resume_from in (last_seen, 0):
@@ -74,5 +68,3 @@ async def test_event_committed_before_crash_is_delivered_after_restart(tmp_path:
             stored = await db.scalar(select(func.count()).select_from(Message)
                                      .where(Message.client_message_id == "crash-1"))
         assert stored == 1
-    finally:
-        await runtime.engine.dispose()

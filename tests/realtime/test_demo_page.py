@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from pathlib import Path
 
 import httpx
 
 from kefu.channels import identity
-from kefu.core.migrate import upgrade
 from kefu.demo.seed import seed_demo
 from kefu.runtime import Runtime
 from tests.conftest import LiveServer, make_settings
@@ -42,11 +39,9 @@ async def test_demo_page_embeds_the_widget_and_signs_identity(http: httpx.AsyncC
     assert widget_js.status_code == 200 and "message.send" in widget_js.text
 
 
-async def test_demo_page_without_demo_data_and_in_production(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-    await asyncio.to_thread(upgrade, url)
+async def test_demo_page_without_demo_data_and_in_production(fresh_db_url: str) -> None:
     for environment, code in (("test", "demo_not_seeded"), ("production", "route_not_found")):
-        node = LiveServer(make_settings(url, environment=environment)).start()
+        node = LiveServer(make_settings(fresh_db_url, environment=environment)).start()
         try:
             async with httpx.AsyncClient(base_url=node.url) as client:
                 answer = await client.get("/demo/shop", headers={"Accept-Language": "zh-CN"})

@@ -4,29 +4,24 @@ routing loop would otherwise race them for the same tasks (which is correct, but
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from kefu.core.migrate import upgrade
-from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from kefu.runtime import Runtime
+from tests.conftest import fresh_sqlite_url, runtime_on
 from tests.factories import create_tenant
 from tests.routing.engine import Engine
 
 
 @pytest.fixture(scope="session")
 def engine_db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{Path(tmp_path_factory.mktemp('routing')) / 'routing.db'}"
-    upgrade(url)
-    return url
+    return fresh_sqlite_url(tmp_path_factory.mktemp("routing"))
 
 
 @pytest.fixture
 async def engine_runtime(engine_db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(engine_db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(engine_db_url) as runtime:
+        yield runtime
 
 
 @pytest.fixture

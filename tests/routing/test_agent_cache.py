@@ -13,16 +13,15 @@ from kefu.routing import actions as routing_actions
 from kefu.routing import cache as routing_cache
 from kefu.routing import policies
 from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings, runtime_on
 from tests.factories import create_tenant
 from tests.routing.engine import Engine
 
 
 @pytest.fixture
 async def other_node(engine_db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(engine_db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(engine_db_url) as runtime:
+        yield runtime
 
 
 async def _event_pass(node: Engine) -> int:
@@ -43,8 +42,8 @@ async def test_a_stale_cache_is_corrected_under_the_row_locks_on_postgres(
         a = Engine(first, await create_tenant(first))
         await _stale_nodes(a, Engine(second, a.tenant), monkeypatch)
     finally:
-        await first.engine.dispose()
-        await second.engine.dispose()
+        await close_runtime(first)
+        await close_runtime(second)
 
 
 async def _stale_nodes(a: Engine, b: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

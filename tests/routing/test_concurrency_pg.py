@@ -24,7 +24,7 @@ from kefu.core.errors import DomainError
 from kefu.routing import actions as routing_actions
 from kefu.routing.models import Offer, Task
 from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import create_tenant
 from tests.routing.engine import Engine
 from tests.routing.helpers import start_conversation
@@ -42,7 +42,7 @@ async def _node(url: str, tenant_id: str, passes: list[int]) -> None:
             idle = idle + 1 if made == 0 else 0
             await asyncio.sleep(0)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 def run_in_threads(coroutines: list[Callable[[], Awaitable[Any]]], timeout: float = 120.0) -> None:
@@ -113,7 +113,7 @@ async def test_concurrent_nodes_offer_each_task_once_and_respect_capacity(postgr
         assert sum(sum(r) for r in results) == AGENTS * CAPACITY
         assert sum(1 for r in results if sum(r) > 0) >= 2  # more than one node did part of the work
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 # --- races on one task ---------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ async def test_a_transfer_racing_an_accept_does_not_undo_it(postgres_url: str) -
         moved = await engine.transfer(task_id, queue_id=other_queue)
         assert (moved.status, moved.agent_id) == ("waiting", None)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_release_racing_an_accept_ends_the_task_as_answered(postgres_url: str) -> None:
@@ -224,7 +224,7 @@ async def test_a_release_racing_an_accept_ends_the_task_as_answered(postgres_url
         assert (task.status, task.end_reason, task.agent_id) == ("completed", "resolved", offer.agent_id)
         assert task.assigned_at is not None
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_an_accept_after_a_transfer_is_refused(postgres_url: str) -> None:
@@ -244,7 +244,7 @@ async def test_an_accept_after_a_transfer_is_refused(postgres_url: str) -> None:
         task = await engine.get_task(task_id)
         assert (task.status, task.agent_id, task.queue_id) == ("waiting", None, other_queue)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_a_pass_sees_a_manual_assignment_committed_while_it_confirms(postgres_url: str) -> None:
@@ -283,7 +283,7 @@ async def test_a_pass_sees_a_manual_assignment_committed_while_it_confirms(postg
         task = await engine.get_task(waiting)
         assert (task.status, task.agent_id) == ("waiting", None)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 
@@ -375,7 +375,7 @@ async def test_resolving_a_conversation_while_its_offer_is_accepted_does_not_dea
         assert (task.status, task.end_reason) == ("canceled", "abandoned")
         assert [o.status for o in await engine.offers(None)] == ["canceled"]
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_reassigning_a_conversation_while_its_task_is_transferred_does_not_deadlock(  # type: ignore[no-untyped-def]
@@ -408,7 +408,7 @@ async def test_reassigning_a_conversation_while_its_task_is_transferred_does_not
         task = await engine.get_task(task_id)
         assert (task.status, task.agent_id) == ("assigned", supervisor)
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)
 
 
 async def test_an_auto_accepting_pass_skips_a_conversation_being_resolved(  # type: ignore[no-untyped-def]
@@ -432,4 +432,4 @@ async def test_an_auto_accepting_pass_skips_a_conversation_being_resolved(  # ty
         assert await engine.offers(None) == []
         assert await engine.route() == 0
     finally:
-        await runtime.engine.dispose()
+        await close_runtime(runtime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, close_runtime, make_settings
 from tests.routing.engine import Engine
 
 
@@ -19,7 +19,7 @@ async def test_waiting_tasks_survive_a_restart_and_are_routed_in_order(engine: E
     engine.advance(1)
     newest = await engine.task()
     assert await engine.route() == 0  # nobody available
-    await engine.runtime.engine.dispose()  # the node goes away
+    await close_runtime(engine.runtime)  # the node goes away
 
     node = LiveServer(make_settings(engine_db_url)).start()  # a fresh node on the same database
     try:

@@ -22,7 +22,7 @@ from kefu.routing import service as routing_service
 from kefu.routing.cache import caches_of
 from kefu.routing.models import AgentProfile, Offer, Task
 from kefu.runtime import build_runtime
-from tests.conftest import make_settings
+from tests.conftest import close_runtime, make_settings
 from tests.factories import create_tenant, create_user
 from tests.routing.engine import Engine
 
@@ -154,7 +154,7 @@ async def _scenario(url: str, ops: list[tuple[str, Any]]) -> None:
                 await engine.release(pick)
             await _check(engine, created, transfers)
     finally:
-        await engine.runtime.engine.dispose()
+        await close_runtime(engine.runtime)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

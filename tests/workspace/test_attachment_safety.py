@@ -13,9 +13,9 @@ import pytest
 
 from kefu.attachments.workers import sweep_once
 from kefu.integrations.storage.local import LocalDiskStore
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.channels.chat import bearer, customer_says, start_session
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, runtime_on
 from tests.factories import TenantFixture, create_tenant
 from tests.workspace import files
 
@@ -48,9 +48,8 @@ async def http(safety_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def safety_runtime(safety_server: LiveServer) -> AsyncIterator[Runtime]:
-    rt = build_runtime(make_settings(safety_server.settings.database_url))
-    yield rt
-    await rt.engine.dispose()
+    async with runtime_on(safety_server.settings.database_url) as rt:
+        yield rt
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
 from kefu.core.errors import ValidationFailed
-from kefu.runtime import Runtime, build_runtime
+from kefu.runtime import Runtime
 from tests.channels.chat import agent_says, bearer, customer_says, start_session, widget_history
-from tests.conftest import make_settings
+from tests.conftest import runtime_on
 from tests.factories import TenantFixture, create_tenant
 from tests.realtime.wsclient import start_visitor
 
@@ -190,9 +190,8 @@ async def test_widget_is_not_told_the_disposition(http: httpx.AsyncClient, tenan
 
 @pytest.fixture
 async def db_runtime(db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(db_url) as runtime:
+        yield runtime
 
 
 async def test_disposition_storage_on_both_databases(db_runtime: Runtime) -> None:

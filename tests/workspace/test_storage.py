@@ -16,17 +16,16 @@ from kefu.conversations import actions as conversation_actions
 from kefu.conversations import service as conversation_service
 from kefu.feedback import actions as feedback_actions
 from kefu.feedback import service as feedback_service
-from kefu.runtime import Runtime, build_runtime
-from tests.conftest import make_settings
+from kefu.runtime import Runtime
+from tests.conftest import runtime_on
 from tests.factories import create_tenant
 from tests.realtime.wsclient import start_visitor
 
 
 @pytest.fixture
 async def db_runtime(db_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(db_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(db_url) as runtime:
+        yield runtime
 
 
 async def _say(runtime: Runtime, token: str, body: str) -> tuple[str, str]:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kefu.runtime import Runtime, build_runtime
-from tests.conftest import LiveServer, make_settings
+from kefu.runtime import Runtime
+from tests.conftest import LiveServer, make_settings, runtime_on
 from tests.factories import create_tenant
 from tests.realtime.wsclient import agent_client, is_ack, start_visitor, visitor_client
 
@@ -16,9 +16,8 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture
 async def pg_runtime(postgres_url: str) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(make_settings(postgres_url))
-    yield runtime
-    await runtime.engine.dispose()
+    async with runtime_on(postgres_url) as runtime:
+        yield runtime
 
 
 async def test_typing_crosses_nodes(postgres_url: str, redis_url: str, pg_runtime: Runtime) -> None:
