@@ -30,7 +30,11 @@ async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
         await uow.session.close()
 
 
-UoWDep = Annotated[UnitOfWork, Depends(get_uow)]
+# Closed when the route returns, before the response is sent: a route that only read still has its transaction
+# open, which on SQLite holds the write lock (``BEGIN IMMEDIATE``), and the Idempotency-Key middleware stores the
+# answer from its own session while the response is being sent. With the default (request) scope that store
+# waited for a lock its own request held, for the whole busy timeout.
+UoWDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 
 
 def bearer_token(request: Request) -> str | None:
