@@ -19,6 +19,7 @@ from kefu.api.errors import install_error_handlers
 from kefu.api.idempotency import IdempotencyMiddleware, prune_expired
 from kefu.api.middleware import BodyLimitMiddleware, RequestContextMiddleware, WidgetCORSMiddleware
 from kefu.api.v1 import ROUTERS
+from kefu.commerce.sources import hub_of as commerce_hub_of
 from kefu.core.logging import configure_logging
 from kefu.core.metrics import Metrics
 from kefu.core.settings import Settings
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             task.cancel()
             for worker in workers:
                 worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(task, *workers, return_exceptions=True)
+            await commerce_hub_of(runtime).stop()
             await hub.close()
             await runtime.stop()
 

@@ -22,7 +22,6 @@ pass (``resume_abandoned``) runs it again under the same connector key.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -287,7 +286,7 @@ async def _settle(runtime: Runtime, *, tenant_id: str, actor: Principal | None, 
 
 async def _settle_shielded(runtime: Runtime, **kwargs: Any) -> tuple[CommerceAction, CommerceOrder | None]:
     """``_settle`` that a cancellation of the caller (client gone, shutdown) cannot stop half-way."""
-    return await asyncio.shield(asyncio.ensure_future(_settle(runtime, **kwargs)))
+    return await hub_of(runtime).finish_anyway(_settle(runtime, **kwargs))
 
 
 async def _execute(runtime: Runtime, *, tenant_id: str, view: OrderView, plan: Plan, key: str,

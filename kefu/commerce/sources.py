@@ -120,7 +120,8 @@ class CommerceHub:
     sources: dict[tuple[str, str], SourceEntry] = field(default_factory=dict)
     connectors: dict[str, tuple[list[SourceEntry], float]] = field(default_factory=dict)
     refreshing: set[tuple[str, str]] = field(default_factory=set)
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # background refreshes (``spawn``)
+    settling: set[asyncio.Task[Any]] = field(default_factory=set)  # writes that must finish (``finish_anyway``)
 
     @property
     def abandoned_after(self) -> float:
@@ -159,6 +160,21 @@ class CommerceHub:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def finish_anyway(self, coro: Awaitable[T]) -> T:
+        """Await ``coro`` in a task of its own that a cancellation of the caller (client gone) does not stop;
+        the node's shutdown waits for it (``stop``)."""
+        task = asyncio.ensure_future(coro)
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+        return await asyncio.shield(task)
+
+    async def stop(self) -> None:
+        """At the node's shutdown, before its database closes: drop background refreshes, let settling writes
+        finish. A task left running would otherwise reach the database after it closed."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, *self.settling, return_exceptions=True)
 
 
 def hub_of(runtime: Runtime) -> CommerceHub:

@@ -123,6 +123,12 @@ SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 # The raw connections each SQLite engine opened (see ``close_engine``).
 _SQLITE_CONNECTIONS: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
+# SQLite engines ``close_engine`` closed: they begin no transaction any more (see there).
+_CLOSED_SQLITE_ENGINES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class EngineClosed(RuntimeError):
+    """A transaction was asked of a SQLite engine after its node closed it (a task that outlived shutdown)."""
 
 
 def _json_dumps(value: Any) -> str:
@@ -187,6 +193,8 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
+            if conn.engine in _CLOSED_SQLITE_ENGINES:
+                raise EngineClosed("the database engine was closed: no new transactions")
             # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can fail
             # at once with SQLITE_BUSY when another writer committed in between, busy timeout or not.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -202,7 +210,13 @@ async def close_engine(engine: AsyncEngine) -> None:
     A task cancelled in the middle of a statement (workers at shutdown) can leave its connection outside the
     pool with its ``BEGIN IMMEDIATE`` transaction open: the database's write lock would then stay taken for
     every other process until this one exits. Closing the connection rolls that transaction back.
+
+    A closed SQLite engine begins no transaction any more (``EngineClosed``). ``dispose`` alone leaves an engine
+    usable, so a task that outlived the node's shutdown (a background refresh, a shielded write) could open a
+    fresh connection after this and take the write lock, with nothing left to close that connection.
     """
+    if engine.sync_engine in _SQLITE_CONNECTIONS:
+        _CLOSED_SQLITE_ENGINES.add(engine.sync_engine)
     await engine.dispose()
     opened = _SQLITE_CONNECTIONS.get(engine.sync_engine, set())
     for connection in list(opened):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import LiveServer, close_runtime, make_settings
+from tests.conftest import LiveServer, close_runtime, make_settings, runtime_on
 from tests.routing.engine import Engine
 
 
@@ -22,16 +22,19 @@ async def test_waiting_tasks_survive_a_restart_and_are_routed_in_order(engine: E
     await close_runtime(engine.runtime)  # the node goes away
 
     node = LiveServer(make_settings(engine_db_url)).start()  # a fresh node on the same database
-    try:
-        for task_id in (oldest, urgent, newest):
-            assert (await engine.get_task(task_id)).status == "waiting"
-        await engine.presence(agent, "available")
-        for _ in range(100):
-            offers = await engine.offers()
-            if len(offers) == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert sorted(o.task_id for o in offers) == sorted([urgent, oldest])  # priority first, then age
-        assert (await engine.get_task(newest)).status == "waiting"
-    finally:
-        node.stop()
+    async with runtime_on(engine_db_url) as reader:
+        view = Engine(reader, engine.tenant)  # the test's own view of the database, not a node
+        view.now = engine.now
+        try:
+            for task_id in (oldest, urgent, newest):
+                assert (await view.get_task(task_id)).status == "waiting"
+            await view.presence(agent, "available")
+            for _ in range(100):
+                offers = await view.offers()
+                if len(offers) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(o.task_id for o in offers) == sorted([urgent, oldest])  # priority first, then age
+            assert (await view.get_task(newest)).status == "waiting"
+        finally:
+            node.stop()
