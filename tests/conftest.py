@@ -235,6 +235,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if lock_diagnostics.LONG_HOLDS:
+        terminalreporter.section(f"SQLite write lock held over {lock_diagnostics.LONG_HOLD_SECONDS:.0f} s")
+        for line in lock_diagnostics.long_holds():
+            terminalreporter.line(line)
     if lock_diagnostics.FOUND:
         terminalreporter.section("abandoned SQLite transactions (they hold the write lock until collected)")
         for text in lock_diagnostics.FOUND:

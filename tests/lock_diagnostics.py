@@ -9,6 +9,8 @@ parent: the coroutines that awaited it).
 
 After each test, a connection still inside a transaction whose task has finished, or which began over
 ``STALE_SECONDS`` ago, is reported: in the terminal summary, and in the report of a test that fails on the lock.
+The summary also lists where the lock was held longest (over ``LONG_HOLD_SECONDS`` from ``BEGIN IMMEDIATE`` to
+commit or rollback): a transaction that waits on slow work makes every other writer wait too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from kefu.core import db as core_db
 ROOT = Path(__file__).resolve().parents[1]
 OURS = (str(ROOT / "kefu") + os.sep, str(ROOT / "tests") + os.sep)
 STALE_SECONDS = 20.0  # no transaction of the suite legitimately stays open this long
+LONG_HOLD_SECONDS = 2.0
 MAX_FRAMES = 12
 
 
@@ -45,6 +48,7 @@ class Begun:
     task: weakref.ref[asyncio.Task[Any]] | None
     task_name: str | None
     frames: list[tuple[str, int, str]]  # ours, innermost first
+    holding_since: float | None = None  # when BEGIN IMMEDIATE got the lock
 
     def describe(self, now: float) -> list[str]:
         task = self.task() if self.task is not None else None
@@ -96,10 +100,53 @@ def _remember_begin(connection: Any) -> None:
         pass
 
 
+def _begun(connection: Any) -> Begun | None:
+    try:
+        return _BEGUN.get(connection.connection.dbapi_connection._connection)  # noqa: SLF001 - aiosqlite's
+    except (AttributeError, TypeError):
+        return None
+
+
+def _got_lock(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    if statement == "BEGIN IMMEDIATE":
+        begun = _begun(connection)
+        if begun is not None:
+            begun.holding_since = time.monotonic()
+
+
+LONG_HOLDS: dict[tuple[str, tuple[tuple[str, int, str], ...]], tuple[float, int, str]] = {}
+
+
+def _released(connection: Any) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    begun = _begun(connection)
+    if begun is None or begun.holding_since is None:
+        return
+    held, begun.holding_since = time.monotonic() - begun.holding_since, None
+    if held > LONG_HOLD_SECONDS:
+        key = (begun.database, tuple(begun.frames[:4]))
+        longest, count, test = LONG_HOLDS.get(key, (0.0, 0, begun.test))
+        LONG_HOLDS[key] = (max(longest, held), count + 1, test if longest >= held else begun.test)
+
+
 def install() -> None:
-    """Record where every SQLite transaction of the test process begins."""
-    if not event.contains(Engine, "begin", _remember_begin):
-        event.listen(Engine, "begin", _remember_begin)
+    """Record where every SQLite transaction of the test process begins, and how long it holds the lock."""
+    for name, listener in (("begin", _remember_begin), ("after_cursor_execute", _got_lock),
+                           ("commit", _released), ("rollback", _released)):
+        if not event.contains(Engine, name, listener):
+            event.listen(Engine, name, listener)
+
+
+def long_holds(limit: int = 10) -> list[str]:
+    """Where the write lock was held longest, for the terminal summary."""
+    lines = []
+    ranked = sorted(LONG_HOLDS.items(), key=lambda item: -item[1][0])[:limit]
+    for (database, frames), (longest, count, test) in ranked:
+        lines.append(f"{longest:.1f} s (over {LONG_HOLD_SECONDS:.0f} s {count} time(s)) on {Path(database).name}, "
+                     f"longest in {test}:")
+        lines.extend(f"    {Path(file).relative_to(ROOT)}:{line} in {name}" for file, line, name in frames)
+    return lines
 
 
 def _in_transaction(driver: Any) -> bool:
