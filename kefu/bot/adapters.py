@@ -471,6 +471,8 @@ class KnowledgeSeam:
         known = self._asked.get(message_id)
         if known is not None:
             return known
+        # A unit of work of its own, with nothing written before do_answer: an index rebuild can then end its
+        # read transaction first, and the bot holds no SQLite write lock while it builds.
         uow = self.runtime.unit_of_work()
         try:
             result = await knowledge_actions.do_answer(

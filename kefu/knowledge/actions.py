@@ -212,7 +212,11 @@ async def _bump(uow: UnitOfWork, entry_ids: Sequence[str], **columns: int) -> No
 async def do_answer(uow: UnitOfWork, *, tenant_id: str, question: str, language: str | None = None,
                     channel: str | None = None, conversation_id: str | None = None,
                     now: datetime | None = None) -> KnowledgeAnswer:
-    """``service.answer`` and record it: the answer id takes feedback and handoffs, the entry counts a use."""
+    """``service.answer`` and record it: the answer id takes feedback and handoffs, the entry counts a use.
+
+    Pass a unit of work that has not written yet. Deciding may rebuild the search index, and the transaction
+    is ended for that only if it has not written (on SQLite it holds the write lock). So nothing is written
+    before the answer is decided."""
     result = await knowledge_service.answer(session=uow.session, tenant_id=tenant_id, question=question,
                                             language=language, channel=channel, now=now)
     shown = [result.best] if result.best else result.choices

@@ -18,24 +18,28 @@ The search index (``kefu.knowledge.index.SearchIndex``) is built per tenant from
 cached in this process; each use checks a cheap fingerprint of the tenant's published entries (one indexed
 query), so an entry published or edited on another node is searched as it now is on the next question.
 Validity windows are checked at query time against the clock, so an entry whose ``valid_until`` passes stops
-being served with no write at all.
+being served with no write at all. Rebuilding the index and clustering gaps run with the caller's read
+transaction ended (``kefu.core.read_transactions``): on SQLite it would hold the database's write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kefu.conversations import service as conversation_service
 from kefu.core.clock import utcnow
 from kefu.core.db import get_scoped
 from kefu.core.errors import NotFound, ValidationFailed
+from kefu.core.read_transactions import end_read_transaction
 from kefu.knowledge import policies
 from kefu.knowledge.index import Hit, IndexedEntry, SearchIndex
 from kefu.knowledge.io import plain_text, sanitise_html
@@ -55,6 +59,7 @@ from kefu.knowledge.schemas import (
 from kefu.knowledge.text import language_of
 
 _CACHE_SIZE = 64
+log = logging.getLogger("kefu.knowledge")
 
 
 @dataclass
@@ -144,42 +149,74 @@ async def _fingerprint(session: AsyncSession, tenant_id: str) -> tuple[object, .
     return tuple(row)
 
 
-async def _load_published(session: AsyncSession, tenant_id: str) -> list[IndexedEntry]:
-    rows = (await session.execute(
-        select(KbEntry, KbEntryVersion)
+_PUBLISHED = (KbEntry.id, KbEntry.language, KbEntry.category, KbEntry.channels, KbEntry.valid_from,
+              KbEntry.valid_until, KbEntry.tags, KbEntry.product_ids, KbEntryVersion.title, KbEntryVersion.question,
+              KbEntryVersion.paraphrases, KbEntryVersion.chunks, KbEntryVersion.answer)
+
+
+async def _load_published(session: AsyncSession, tenant_id: str) -> list[Row[Any]]:
+    """The published content as plain rows. ORM objects took five times as long to load (1.1 s for 15,000
+    entries), and on SQLite the loading transaction holds the write lock."""
+    return list((await session.execute(
+        select(*_PUBLISHED)
         .join(KbEntryVersion, (KbEntryVersion.entry_id == KbEntry.id)
               & (KbEntryVersion.version == KbEntry.published_version))
         .where(KbEntry.tenant_id == tenant_id, KbEntry.status == "published")
-        .order_by(KbEntry.id))).all()
-    return [IndexedEntry(id=e.id, questions=[v.question, *v.paraphrases, *v.chunks],
-                         answer="" if v.chunks else plain_text(v.answer), language=e.language, category=e.category,
-                         title=v.title, channels=tuple(e.channels), valid_from=e.valid_from,
-                         valid_until=e.valid_until, tags=tuple(e.tags), product_ids=tuple(e.product_ids or ()))
-            for e, v in rows]
+        .order_by(KbEntry.id))).all())
+
+
+def _build(rows: list[Row[Any]]) -> SearchIndex:
+    """The index of the loaded rows. This is CPU work (HTML to text, jieba, sparse matrices): run it in a thread."""
+    return SearchIndex([IndexedEntry(id=r.id, questions=[r.question, *r.paraphrases, *r.chunks],
+                                     answer="" if r.chunks else plain_text(r.answer), language=r.language,
+                                     category=r.category, title=r.title, channels=tuple(r.channels),
+                                     valid_from=r.valid_from, valid_until=r.valid_until, tags=tuple(r.tags),
+                                     product_ids=tuple(r.product_ids or ()))
+                        for r in rows])
 
 
 async def search_index(*, session: AsyncSession, tenant_id: str) -> SearchIndex:
-    """The tenant's index of published entries, rebuilt only when they changed."""
+    """The tenant's index of published entries, rebuilt only when they changed.
+
+    A rebuild is seconds of CPU work for a large KB (jieba, sparse matrices). On SQLite the session's read
+    transaction holds the database's write lock (``BEGIN IMMEDIATE``), so it is ended before the build, and
+    before waiting for another coroutine's build, so that writers do not wait meanwhile. Get the index before
+    the transaction's first write: a transaction that has written cannot be ended, and it builds while holding
+    the lock."""
     fingerprint = await _fingerprint(session, tenant_id)
     cached = _indexes.get(tenant_id)
     if cached is not None and cached.fingerprint == fingerprint:
         _indexes.move_to_end(tenant_id)
         return cached.index
+    if not await end_read_transaction(session):
+        # The caller keeps the write lock whatever we do. Waiting for the build lock here could deadlock:
+        # the lock's holder may be waiting for the database. So build in this transaction, without the lock.
+        log.warning("knowledge index rebuilt inside a transaction that has written: other writers wait",
+                    extra={"tenant_id": tenant_id})
+        rows = await _load_published(session, tenant_id)
+        return _remember(tenant_id, fingerprint, await asyncio.to_thread(_build, rows))
     if len(_build_locks) > 4 * _CACHE_SIZE:
         _build_locks.clear()  # only idle locks are lost: a waiter holds its own reference
     lock = _build_locks.setdefault((id(asyncio.get_running_loop()), tenant_id), asyncio.Lock())
     async with lock:
+        # Read the fingerprint again in the same transaction as the entries: the index is labelled with the
+        # state it was built from (or an older one, which only costs a rebuild), never a newer one.
+        fingerprint = await _fingerprint(session, tenant_id)
         cached = _indexes.get(tenant_id)
         if cached is not None and cached.fingerprint == fingerprint:
+            _indexes.move_to_end(tenant_id)
             return cached.index
-        entries = await _load_published(session, tenant_id)
-        # Building is CPU work (jieba, sparse matrices): keep it off the event loop.
-        index = await asyncio.to_thread(SearchIndex, entries)
-        _indexes[tenant_id] = _Cached(fingerprint, index)
-        _indexes.move_to_end(tenant_id)
-        while len(_indexes) > _CACHE_SIZE:
-            _indexes.popitem(last=False)
-        return index
+        rows = await _load_published(session, tenant_id)
+        await end_read_transaction(session)  # began just above: it has not written
+        return _remember(tenant_id, fingerprint, await asyncio.to_thread(_build, rows))
+
+
+def _remember(tenant_id: str, fingerprint: tuple[object, ...], index: SearchIndex) -> SearchIndex:
+    _indexes[tenant_id] = _Cached(fingerprint, index)
+    _indexes.move_to_end(tenant_id)
+    while len(_indexes) > _CACHE_SIZE:
+        _indexes.popitem(last=False)
+    return index
 
 
 def _hit(hit: Hit, query: str) -> SearchHit:
@@ -274,6 +311,9 @@ async def gaps(*, session: AsyncSession, tenant_id: str, days: int = 30, limit: 
         .order_by(KbQuery.created_at.desc()).limit(5000))).all()
     if not rows:
         return []
+    # Clustering is O(n²) (seconds for a few thousand questions): on SQLite the read transaction would hold the
+    # database's write lock meanwhile. The rows stay loaded: the session does not expire them.
+    await end_read_transaction(session)
     clusters = await asyncio.to_thread(policies_cluster, [r.question for r in rows])
     proposals = []
     for members in clusters:
