@@ -167,6 +167,11 @@ class LiveServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of the server's thread (to run something there, as the server itself would)."""
+        return self._server.servers[0].get_loop()
+
     def start(self) -> LiveServer:
         self._thread.start()
         for _ in range(500):

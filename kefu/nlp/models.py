@@ -71,7 +71,8 @@ class NluModel(Base):
     version: Mapped[int] = mapped_column(default=0)
     # sha256 of the examples and order patterns this version was trained on (see service.training_data_hash).
     data_hash: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="default")  # default | ready
+    # default | ready, or training while a retrain holds the row (claimed at updated_at; see actions.do_retrain).
+    status: Mapped[str] = mapped_column(String(16), default="default")
     example_count: Mapped[int] = mapped_column(default=0)
     custom_intents: Mapped[int] = mapped_column(default=0)
     trained_at: Mapped[datetime | None]

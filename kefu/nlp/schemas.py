@@ -166,7 +166,7 @@ class OrderPatternRead(ReadModel):
 
 class ModelRead(ReadModel):
     version: int
-    status: str
+    status: str = Field(description="default (never trained) | training (a retrain is running) | ready")
     example_count: int
     custom_intents: int
     trained_at: datetime | None

@@ -9,14 +9,17 @@ import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kefu.core.clock import utcnow
 from kefu.core.db import get_scoped
+from kefu.core.read_transactions import end_read_transaction
 from kefu.nlp.entities import DEFAULT_ORDER_PATTERNS, OrderPattern, Product, compile_tenant_pattern
 from kefu.nlp.intents import DEFAULT_INTENTS, LinearIntentTrainer, default_examples
 from kefu.nlp.models import NluExample, NluIntent, NluModel, NluOrderPattern
@@ -62,7 +65,16 @@ def analyse_batch(
 # How long a node trusts its view of a tenant's model version before asking the database again.
 MODEL_CHECK_SECONDS = 5.0
 _checked: dict[str, float] = {}
-_training: dict[str, asyncio.Lock] = {}
+# Per event loop: an asyncio.Lock belongs to the loop it first waited in, and one process may run several
+# loops (the test suite runs its servers' loops beside its own).
+_training: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+# How long a retrain's claim on a tenant's model (status "training") keeps other retrains out. A claim older
+# than this was left by a retrain that will never finish (its node died or restarted), and the next retrain
+# takes it over. The longest training measured, 20,000 examples on two cores, took 22 s: fifteen minutes
+# leaves room for a machine many times slower or busier, while a crash keeps a tenant from retraining for at
+# most a quarter of an hour. A live retrain that outlasts it loses only its own result (its finish answers 409).
+TRAINING_LEASE = timedelta(minutes=15)
 
 
 async def access_intent(*, session: AsyncSession, tenant_id: str, intent_id: str) -> NluIntent:
@@ -125,11 +137,19 @@ async def get_model(*, session: AsyncSession, tenant_id: str) -> NluModel | None
     return await session.scalar(select(NluModel).where(NluModel.tenant_id == tenant_id))
 
 
+def training_claimed(model: NluModel, *, now: datetime) -> bool:
+    """Whether a retrain holds the model: it claimed it less than ``TRAINING_LEASE`` before ``now``."""
+    return model.status == "training" and now - model.updated_at < TRAINING_LEASE
+
+
 def model_read(model: NluModel | None, tenant_id: str) -> ModelRead:
     if model is None:
         return ModelRead(version=0, status="default", example_count=0, custom_intents=0, trained_at=None,
                          loaded_version=registry.tenant_version(tenant_id))
-    return ModelRead(version=model.version, status=model.status, example_count=model.example_count,
+    status = model.status
+    if status == "training" and not training_claimed(model, now=utcnow()):
+        status = "ready" if model.version else "default"  # an abandoned claim: nothing is training
+    return ModelRead(version=model.version, status=status, example_count=model.example_count,
                      custom_intents=model.custom_intents, trained_at=model.trained_at,
                      loaded_version=registry.tenant_version(tenant_id))
 
@@ -175,43 +195,48 @@ def build_pipeline(*, examples: Sequence[tuple[str, str]], patterns: Sequence[Or
 async def ensure_tenant_pipeline(*, session: AsyncSession, tenant_id: str) -> NluPipeline:
     """The tenant's pipeline, retrained here first when another node (or a restart) left this one stale.
 
-    The version check costs one indexed query at most every ``MODEL_CHECK_SECONDS`` per tenant.
+    The version check costs one indexed query at most every ``MODEL_CHECK_SECONDS`` per tenant. ``session``
+    must have no pending changes: its transaction is ended before any wait or training, so that no caller
+    holds SQLite's write lock (or a pooled PostgreSQL connection) for the seconds a training takes.
     """
     if not registry.has_default():
         # First use in this process: load (or train) off the event loop.
         await _end_read_transaction(session)
         await asyncio.to_thread(registry.default)
-    now = time.monotonic()
-    if now - _checked.get(tenant_id, -1e9) < MODEL_CHECK_SECONDS:
+    checked_at = time.monotonic()
+    if checked_at - _checked.get(tenant_id, -1e9) < MODEL_CHECK_SECONDS:
         return registry.for_tenant(tenant_id)
     model = await get_model(session=session, tenant_id=tenant_id)
-    _checked[tenant_id] = now
-    if model is None or model.version == 0:
-        return registry.for_tenant(tenant_id)
-    if not _is_stale(registry.tenant_state(tenant_id), model):
-        return registry.for_tenant(tenant_id)
-    lock = _training.setdefault(tenant_id, asyncio.Lock())
-    async with lock:
-        if _is_stale(registry.tenant_state(tenant_id), model):
-            examples, patterns = await training_data(session=session, tenant_id=tenant_id)
-            await _end_read_transaction(session)
-            pipeline = await asyncio.to_thread(build_pipeline, examples=examples, patterns=patterns,
-                                               version=model.version)
-            if model.data_hash and training_data_hash(examples=examples, patterns=patterns) != model.data_hash:
-                # The data changed after that retrain (it takes effect at the next one): this node now
-                # serves the newer data. It is recorded under the stored hash, or it would retrain every check.
-                log.info("nlu model reloaded from data newer than its version", extra={"tenant_id": tenant_id})
-            registry.install(tenant_id, model.version, pipeline, model.data_hash)
+    await _end_read_transaction(session)
+    if model is not None and model.version > 0 and _is_stale(registry.tenant_state(tenant_id), model):
+        async with _training_lock(tenant_id):
+            if _is_stale(registry.tenant_state(tenant_id), model):  # else another caller reloaded meanwhile
+                examples, patterns = await training_data(session=session, tenant_id=tenant_id)
+                await _end_read_transaction(session)
+                pipeline = await asyncio.to_thread(build_pipeline, examples=examples, patterns=patterns,
+                                                   version=model.version)
+                if model.data_hash and training_data_hash(examples=examples, patterns=patterns) != model.data_hash:
+                    # The data changed after that retrain (it takes effect at the next one): this node now
+                    # serves the newer data. It is recorded under the stored hash, or it would retrain every
+                    # check.
+                    log.info("nlu model reloaded from data newer than its version", extra={"tenant_id": tenant_id})
+                registry.install(tenant_id, model.version, pipeline, model.data_hash)
+    # Only now: a caller that skipped the check meanwhile would have been served the stale pipeline.
+    _checked[tenant_id] = checked_at
     return registry.for_tenant(tenant_id)
 
 
+def _training_lock(tenant_id: str) -> asyncio.Lock:
+    """The lock that lets one coroutine of this event loop reload a tenant's model while the others wait."""
+    locks = _training.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(tenant_id, asyncio.Lock())
+
+
 async def _end_read_transaction(session: AsyncSession) -> None:
-    """Training takes seconds: a read transaction left open meanwhile would hold SQLite's write lock (every
-    transaction there starts with BEGIN IMMEDIATE) and make every writer of the database wait, or fail after
-    the busy timeout on a loaded machine. Only a session without pending changes is ended (its objects stay
-    loaded: the session does not expire them on commit)."""
-    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
-        await session.commit()
+    """Training, or waiting for another caller's, takes seconds: a read transaction left open meanwhile would
+    hold SQLite's write lock and make every writer of the database wait, or fail after the busy timeout. A
+    transaction that has written is kept (``end_read_transaction``): a caller's writes are never committed early."""
+    await end_read_transaction(session)
 
 
 def _is_stale(loaded: tuple[int, str | None] | None, model: NluModel) -> bool:

@@ -18,11 +18,6 @@ from tests.factories import TenantFixture
 from tests.realtime.wsclient import agent_client, is_ack, start_visitor, visitor_client
 
 
-def server_loop(server: LiveServer) -> asyncio.AbstractEventLoop:
-    """The event loop of a LiveServer's thread (to publish on its bus as another node's relay would)."""
-    return server._server.servers[0].get_loop()  # noqa: SLF001 - test harness internals
-
-
 async def emit_events(runtime: Runtime, tenant_id: str, count: int) -> list[int]:
     """Commit ``count`` typing events through a unit of work (the server's sweeper publishes them)."""
     uow = runtime.unit_of_work()
@@ -74,7 +69,7 @@ async def test_duplicate_publication_is_delivered_once(server: LiveServer, runti
         row = await db.get(OutboxEvent, event_id)
         event = to_event(row)
     bus = server.app.state.runtime.bus
-    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(bus.publish([event, event]), server_loop(server)))
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(bus.publish([event, event]), server.loop))
     assert [f for f in await agent.sync() if f.get("id") == event_id] == []
     await agent.close()
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from kefu.api.deps import Scoped, UoWDep
+from kefu.api.deps import RuntimeDep, Scoped, UoWDep
 from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses, request_locale
 from kefu.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from kefu.core.errors import ValidationFailed
@@ -15,7 +15,7 @@ from kefu.core.i18n import translate
 from kefu.nlp import actions as nlp_actions
 from kefu.nlp import service as nlp_service
 from kefu.nlp.entities import Product
-from kefu.nlp.pipeline import registry
+from kefu.nlp.pipeline import NluPipeline, registry
 from kefu.nlp.schemas import (
     AnalyseBatchRequest,
     AnalyseRequest,
@@ -34,6 +34,7 @@ from kefu.nlp.schemas import (
     UnderstandingRead,
 )
 from kefu.nlp.understanding import Understanding
+from kefu.runtime import Runtime
 
 router = APIRouter(tags=["nlu"])
 Reader = Scoped("nlu:read")
@@ -47,6 +48,13 @@ def _products(items: list[ProductIn]) -> tuple[Product, ...]:
     return tuple(Product(sku=p.sku, name=p.name, aliases=tuple(p.aliases)) for p in items)
 
 
+async def _tenant_pipeline(runtime: Runtime, tenant_id: str) -> NluPipeline:
+    """The tenant's pipeline, from a session closed before the model runs: a transaction open during the
+    analysis would hold SQLite's write lock (``BEGIN IMMEDIATE``) and make every writer wait for it."""
+    async with runtime.sessionmaker() as session:
+        return await nlp_service.ensure_tenant_pipeline(session=session, tenant_id=tenant_id)
+
+
 def _read(u: Understanding, full: bool, lang: str) -> dict[str, Any]:
     out = u.to_dict(full=full)
     if u.truncated:
@@ -56,17 +64,17 @@ def _read(u: Understanding, full: bool, lang: str) -> dict[str, Any]:
 
 @router.post("/api/v1/nlu/analyse", summary="Understand one message (intent, entities, emotion, sentiment)",
              response_model=UnderstandingRead, responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS))
-async def analyse(body: AnalyseRequest, actor: Reader, uow: UoWDep, request: Request) -> dict[str, Any]:
-    pipeline = await nlp_service.ensure_tenant_pipeline(session=uow.session, tenant_id=actor.tenant_id)
+async def analyse(body: AnalyseRequest, actor: Reader, runtime: RuntimeDep, request: Request) -> dict[str, Any]:
+    pipeline = await _tenant_pipeline(runtime, actor.tenant_id)
     u = await asyncio.to_thread(pipeline.analyse, body.text, now=body.now, products=_products(body.products))
     return _read(u, body.full, request_locale(request))
 
 
 @router.post("/api/v1/nlu/analyse/batch", summary="Understand up to 1,000 messages in one pass",
              response_model=UnderstandingList, responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS))
-async def analyse_batch(body: AnalyseBatchRequest, actor: Reader, uow: UoWDep,
+async def analyse_batch(body: AnalyseBatchRequest, actor: Reader, runtime: RuntimeDep,
                         request: Request) -> dict[str, Any]:
-    pipeline = await nlp_service.ensure_tenant_pipeline(session=uow.session, tenant_id=actor.tenant_id)
+    pipeline = await _tenant_pipeline(runtime, actor.tenant_id)
     out = await asyncio.to_thread(pipeline.analyse_batch, body.texts, now=body.now,
                                   products=_products(body.products))
     lang = request_locale(request)
@@ -218,10 +226,10 @@ async def get_model(actor: Reader, uow: UoWDep) -> ModelRead:
 
 @router.post("/api/v1/nlu/model/retrain", summary="Retrain the tenant's model now and swap it in without restart",
              response_model=ModelRead, responses=error_responses(*AUTH_ERRORS, "nlu_training_in_progress"))
-async def retrain(actor: Writer, uow: UoWDep) -> ModelRead:
-    model, pipeline = await nlp_actions.do_retrain(uow, tenant_id=actor.tenant_id)
-    version, data_hash = model.version, model.data_hash
-    await uow.commit()
-    registry.install(actor.tenant_id, version, pipeline, data_hash)
+async def retrain(actor: Writer, runtime: RuntimeDep) -> ModelRead:
+    # The action commits its own short transactions around the training (none is open while it trains), and
+    # returns after the last one: installing only now means a retrain that did not commit never serves.
+    model, pipeline = await nlp_actions.do_retrain(runtime.unit_of_work, tenant_id=actor.tenant_id)
+    registry.install(actor.tenant_id, model.version, pipeline, model.data_hash)
     nlp_service.forget_checks(actor.tenant_id)
     return nlp_service.model_read(model, actor.tenant_id)
