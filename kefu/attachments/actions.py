@@ -45,7 +45,12 @@ async def do_store_attachment(
 
     ``budget`` limits a widget visitor's and their inbox's recent uploads (429 ``rate_limited``);
     ``quota_bytes`` (0: none) caps what the tenant stores in all (413 ``attachment_quota_exceeded``).
-    Both are counted in the database, so every node enforces the same limits."""
+    Both are counted in the database, so every node enforces the same limits.
+
+    The file is written with no transaction open: the checks run in a read transaction that is committed
+    first, and the row is added in a new one, which the caller commits. So the unit of work must not have
+    written anything before this call (a pending change or event is refused as a bug; the routes only read).
+    A refused or failed upload deletes its file; the caller must not commit after an exception from here."""
     if not data:
         raise ValidationFailed("empty_attachment")
     if len(data) > max_bytes:
@@ -67,32 +72,57 @@ async def do_store_attachment(
         used = await uow.session.scalar(select(AttachmentUsage.bytes).where(AttachmentUsage.tenant_id == tenant_id))
         if (used or 0) + len(data) > quota_bytes:
             raise _quota_exceeded(quota_bytes, used or 0)
+    await _end_read_transaction(uow)
     attachment_id = new_id("att")
     key = f"{tenant_id}/{attachment_id}"
     await store.put(key, data)
     try:
-        # Counted after the write, so the tenant's counter row stays locked only until the caller's commit.
+        if budget is not None:
+            # Again, in the transaction that adds the row: on SQLite that makes the budget exact again (the
+            # first check's transaction has ended, and other uploads may have been added since).
+            await _enforce_budget(uow.session, budget=budget, tenant_id=tenant_id, uploader_id=uploader_id,
+                                  inbox_id=inbox_id, size=len(data))
+        # Refuses past the quota also if a concurrent upload took the last of it since the read above. After
+        # the write, so the tenant's counter row stays locked only until the caller's commit.
         await _count_bytes(uow.session, tenant_id=tenant_id, size=len(data), quota_bytes=quota_bytes)
-    except PayloadTooLarge:
-        await store.delete(key)  # a concurrent upload took the last of the quota
+        attachment = Attachment(
+            id=attachment_id, tenant_id=tenant_id, uploader_kind=uploader_kind, uploader_id=uploader_id,
+            inbox_id=inbox_id, conversation_id=conversation_id, visible_to_customer=False,
+            filename=policies.sanitise_filename(filename, content_type), content_type=content_type,
+            size=len(data), width=size[0] if size else None, height=size[1] if size else None,
+            sha256=hashlib.sha256(data).hexdigest(), storage_key=key, created_at=utcnow())
+        uow.session.add(attachment)
+        await uow.session.flush()
+    except BaseException:
+        # No row can name the file now (the caller does not commit after an error), and no other row has
+        # this new key: a refused upload leaves nothing behind.
+        await store.delete(key)
         raise
-    attachment = Attachment(
-        id=attachment_id, tenant_id=tenant_id, uploader_kind=uploader_kind, uploader_id=uploader_id,
-        inbox_id=inbox_id, conversation_id=conversation_id, visible_to_customer=False,
-        filename=policies.sanitise_filename(filename, content_type), content_type=content_type, size=len(data),
-        width=size[0] if size else None, height=size[1] if size else None,
-        sha256=hashlib.sha256(data).hexdigest(), storage_key=key, created_at=utcnow())
-    uow.session.add(attachment)
-    await uow.session.flush()
     return attachment
+
+
+async def _end_read_transaction(uow: UnitOfWork) -> None:
+    """Commit the upload's checks, which only read, before the file is written: on SQLite every transaction
+    holds the database's only write lock from its first statement (``BEGIN IMMEDIATE``), so a transaction
+    left open during a write of up to ``max_bytes`` (fsynced, in a thread) would make every writer wait
+    for the disk: chat messages, routing, the outbox relay, other nodes.
+
+    A pending change or event would be committed here, apart from the row it belongs with: refused as a bug.
+    (Flushed writes cannot be seen from here; no caller makes any before the upload.)"""
+    session = uow.session
+    if uow.mark() or session.new or session.dirty or session.deleted:
+        raise RuntimeError("do_store_attachment must come before any write of its unit of work")
+    if session.in_transaction():
+        await uow.commit()
 
 
 async def _enforce_budget(session: AsyncSession, *, budget: policies.UploadBudget, tenant_id: str,
                           uploader_id: str, inbox_id: str | None, size: int) -> None:
     """Refuse a visitor upload past the visitor's or the inbox's budget for the current window.
 
-    Uploads are counted from the rows themselves (refused uploads leave none); two uploads racing on the
-    last slot may both pass, which a budget of this kind tolerates."""
+    Uploads are counted from the rows themselves (refused uploads leave none). Checked again in the
+    transaction that adds the row, which is exact on SQLite (one writer at a time); on PostgreSQL two uploads
+    racing on the last slot may both pass, which a budget of this kind tolerates."""
     now = utcnow()
     since = now - timedelta(seconds=budget.window_seconds)
     recent = select(func.count(), func.coalesce(func.sum(Attachment.size), 0), func.min(Attachment.created_at)) \

@@ -61,6 +61,12 @@ def store_of(server: LiveServer) -> LocalDiskStore:
     return LocalDiskStore(server.settings.data_dir / "attachments")
 
 
+def stored_files(server: LiveServer, tenant_id: str) -> set[str]:
+    """Names of every file in the tenant's folder, temporary ones included."""
+    folder = server.settings.data_dir / "attachments" / tenant_id
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
 async def upload(http: httpx.AsyncClient, headers: dict[str, str], data: bytes, *, widget: bool = False,
                  **params: str) -> httpx.Response:
     path = "/api/v1/widget/attachments" if widget else "/api/v1/attachments"
@@ -189,11 +195,17 @@ async def test_a_copy_never_sent_is_cleaned_up_without_deleting_the_shared_file(
 
 
 async def test_visitor_uploads_have_a_budget_per_visitor_and_per_inbox(
-    http: httpx.AsyncClient, shop: TenantFixture
+    safety_server: LiveServer, http: httpx.AsyncClient, shop: TenantFixture
 ) -> None:
+    stored: set[str] = set()
+
+    async def accepted(response: httpx.Response) -> None:
+        assert response.status_code == 201, response.text
+        stored.add(response.json()["id"])
+
     first = (await start_session(http, shop.inbox_id))["visitor_token"]
     for _ in range(VISITOR_UPLOADS):
-        assert (await upload(http, bearer(first), files.png(), widget=True)).status_code == 201
+        await accepted(await upload(http, bearer(first), files.png(), widget=True))
     refused = await upload(http, bearer(first), files.png(), widget=True)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
     assert refused.json()["error"]["details"]["scope"] == "visitor"
@@ -204,14 +216,17 @@ async def test_visitor_uploads_have_a_budget_per_visitor_and_per_inbox(
 
     # A fresh visitor session (free to mint) gets its own budget, until the inbox's budget is spent.
     second = (await start_session(http, shop.inbox_id))["visitor_token"]
-    assert (await upload(http, bearer(second), files.png(), widget=True)).status_code == 201
-    assert (await upload(http, bearer(second), files.png(), widget=True)).status_code == 201
+    await accepted(await upload(http, bearer(second), files.png(), widget=True))
+    await accepted(await upload(http, bearer(second), files.png(), widget=True))
     third = (await start_session(http, shop.inbox_id))["visitor_token"]
     inbox_full = await upload(http, bearer(third), files.png(), widget=True)
     assert inbox_full.status_code == 429 and inbox_full.json()["error"]["details"]["scope"] == "inbox"
 
-    # Refused uploads stored nothing: the budget still counts five, and agents are not limited by it.
-    assert (await upload(http, shop.agent.headers, files.png())).status_code == 201
+    # Refused uploads stored nothing: no file on disk, the budget still counts five, and agents are not
+    # limited by it.
+    assert stored_files(safety_server, shop.id) == stored
+    await accepted(await upload(http, shop.agent.headers, files.png()))
+    assert stored_files(safety_server, shop.id) == stored
 
 
 async def test_visitor_byte_budget(http: httpx.AsyncClient, shop: TenantFixture) -> None:
@@ -236,6 +251,7 @@ async def test_tenant_storage_quota_and_it_is_freed_by_the_clean_up(
     visitor = (await start_session(http, shop.inbox_id))["visitor_token"]
     refused = await upload(http, bearer(visitor), big, widget=True)
     assert refused.status_code == 413 and refused.json()["error"]["code"] == "attachment_quota_exceeded"
+    assert stored_files(safety_server, shop.id) == {kept["id"], dropped["id"]}  # refused uploads left no file
 
     conversation_id = (await customer_says(http, visitor, "hi"))["conversation_id"]
     assert (await agent_send(http, shop, conversation_id, [kept["id"]])).status_code == 201
