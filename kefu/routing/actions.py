@@ -1070,12 +1070,18 @@ async def route_once(runtime: Any, *, tenant_ids: list[str] | None = None, now: 
 
 # --- statistics pushed to supervisors ----------------------------------------------------------------------
 
-_LAST_STATS: dict[str, Any] = {}
+_LAST_STATS = "routing.last_stats"  # runtime.extras key: the figures this node last sent, per tenant
 
 
 async def publish_stats(runtime: Any, *, previous: set[str]) -> set[str]:
     """Emit ``routing.queue.stats`` for tenants with live tasks (and once more when they go quiet), only when
-    the figures changed since this node last sent them; returns the tenants that were active."""
+    the figures changed since this node last sent them; returns the tenants that were active.
+
+    What was last sent is the node's own (``runtime.extras``): kept per process, another node in the process
+    (the test suite runs several) sending the same figures silenced this one, whose supervisors never got them.
+    It is recorded once committed, so a failed commit is sent again on the next pass; one tenant's failure
+    does not stop the others'."""
+    last_sent: dict[str, Any] = runtime.extras.setdefault(_LAST_STATS, {})
     async with runtime.sessionmaker() as session:
         active = set((await session.scalars(
             select(Task.tenant_id).where(Task.status.in_(service.LIVE)).distinct())).all())
@@ -1085,12 +1091,14 @@ async def publish_stats(runtime: Any, *, previous: set[str]) -> set[str]:
             stats = await service.queue_stats(session=uow.session, tenant_id=tenant_id,
                                               matcher=_stats_matcher(tenant_id))
             figures = [q.model_dump(exclude={"longest_wait_seconds"}) for q in stats.queues]
-            if not figures or _LAST_STATS.get(tenant_id) == figures:
+            if not figures or last_sent.get(tenant_id) == figures:
                 continue
-            _LAST_STATS[tenant_id] = figures
             uow.emit(ev.ROUTING_QUEUE_STATS, tenant_id=tenant_id,
                      data={"audience": "supervisors", "stats": stats.model_dump(mode="json")})
             await uow.commit()
+            last_sent[tenant_id] = figures
+        except Exception:
+            log.exception("queue stats of a tenant failed; the next pass tries again", extra={"tenant_id": tenant_id})
         finally:
             await uow.session.close()
     return active
