@@ -23,6 +23,7 @@ from kefu.commerce.sources import hub_of as commerce_hub_of
 from kefu.core.logging import configure_logging
 from kefu.core.metrics import Metrics
 from kefu.core.settings import Settings
+from kefu.core.tasks import cancel_and_wait, cancelled_meanwhile
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 from kefu.realtime.hub import Hub
@@ -44,6 +45,8 @@ async def _housekeeping(runtime: Runtime) -> None:
             await channel_actions.prune_identity_nonces(runtime.sessionmaker)
             await runtime.relay.prune(older_than=timedelta(hours=runtime.settings.outbox_retention_hours))
         except Exception:
+            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
+                raise
             log.exception("housekeeping failed")
 
 
@@ -79,10 +82,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         try:
             yield
         finally:
-            task.cancel()
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(task, *workers, return_exceptions=True)
+            await cancel_and_wait([task, *workers])
             await commerce_hub_of(runtime).stop()
             await hub.close()
             await runtime.stop()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import threading
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -140,6 +142,20 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
+def _awaiting(coro: object) -> str:
+    """Where a suspended coroutine waits: its chain of awaits, outermost first."""
+    parts = []
+    while coro is not None and len(parts) < 10:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            parts.append(f"{frame.f_code.co_qualname} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(parts)
+
+
+STOP_SECONDS = 20  # a node stops in well under a second; one left running disturbs every later test
+
+
 class LiveServer:
     """A real uvicorn server for one app, in a thread with its own event loop, on a free port."""
 
@@ -184,8 +200,31 @@ class LiveServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=STOP_SECONDS)
         self._sock.close()
+        # Still running with its node's tasks left, it would go on working on the database under later tests.
+        # (With none left it only waits for its thread pool: a model still loading for the bot, say.)
+        if self._thread.is_alive() and self._tasks_left():
+            raise RuntimeError(f"{self._thread.name} still runs {STOP_SECONDS} s after it was told to stop:\n"
+                               + self._where_it_hangs())
+
+    def _tasks_left(self) -> list[asyncio.Task[object]]:
+        for _ in range(3):
+            try:
+                tasks = list(asyncio.all_tasks(self.loop))
+                break
+            except RuntimeError:  # the set changed while this thread read it
+                continue
+        else:
+            return []
+        return [task for task in tasks if "shutdown_default_executor" not in getattr(task.get_coro(), "__qualname__", "")]
+
+    def _where_it_hangs(self) -> str:
+        """The server thread's stack and its loop's unfinished tasks, for the error of a stop that timed out."""
+        frame = sys._current_frames().get(self._thread.ident or -1)  # noqa: SLF001
+        lines = traceback.format_stack(frame)[-6:] if frame is not None else []
+        lines.extend(f"task {task.get_name()}: {_awaiting(task.get_coro())}\n" for task in self._tasks_left())
+        return "".join(lines)
 
 
 @pytest.fixture(scope="session")

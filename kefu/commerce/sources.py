@@ -146,7 +146,8 @@ class CommerceHub:
         if not entry.breaker.allow():
             raise SourceUnavailable("circuit open")
         try:
-            result = await asyncio.wait_for(fn(), timeout=self.call_timeout)
+            async with asyncio.timeout(self.call_timeout):  # not wait_for, which on 3.11 can drop a cancellation
+                result = await fn()
         except DomainError:
             entry.breaker.success()  # the source answered (a refusal is an answer, not an outage)
             raise

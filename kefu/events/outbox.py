@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kefu.core.clock import utcnow
 from kefu.core.db import run_core
+from kefu.core.tasks import cancel_and_wait, cancelled_meanwhile
 from kefu.events.bus import EventBus
 from kefu.events.models import OutboxEvent
 from kefu.events.types import DomainEvent
@@ -83,11 +84,9 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait([self._task])
+            if not self._task.cancelled():
+                self._task.exception()  # the cancellation, turned by SQLAlchemy into another error: nothing to log
         await self.flush_marks()
 
     def take_marks(self) -> list[int]:
@@ -157,6 +156,8 @@ class OutboxRelay:
                 try:
                     await self.bus.publish(events)
                 except Exception:
+                    if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
+                        raise
                     # Claimed but not delivered (the bus is down): release the claim for the next sweep.
                     async with self._sessionmaker() as session:
                         await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([e.id for e in events]))
@@ -191,6 +192,8 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
+                    raise
                 log.exception("outbox sweep failed")
 
 

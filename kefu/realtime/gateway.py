@@ -190,7 +190,8 @@ class RealtimeSession:
 
     async def _register(self) -> bool:
         try:
-            raw = await asyncio.wait_for(self._receive(), timeout=REGISTER_TIMEOUT)
+            async with asyncio.timeout(REGISTER_TIMEOUT):  # not wait_for, which on 3.11 can drop a cancellation
+                raw = await self._receive()
         except TimeoutError:
             with contextlib.suppress(Exception):
                 await self.websocket.close(code=CLOSE_REGISTER_TIMEOUT, reason="register_timeout")

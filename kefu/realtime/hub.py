@@ -176,7 +176,8 @@ class Connection:
         self._hub.detach(self)
         await self.stop_writer()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.websocket.close(code=code, reason=reason), timeout=5)
+            async with asyncio.timeout(5):  # not wait_for, which on 3.11 can drop a cancellation
+                await self.websocket.close(code=code, reason=reason)
 
     async def stop_writer(self) -> None:
         writer, self._writer = self._writer, None

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from kefu.core.tasks import cancelled_meanwhile
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 from kefu.routing import actions
@@ -73,7 +74,10 @@ async def run(runtime: Runtime) -> None:
     active: set[str] = set()
     while True:
         try:
-            await asyncio.wait_for(wake.wait(), timeout=tick)
+            # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives as the wait ends, and the
+            # loop then routes on after its node's shutdown, which waits for it for ever.
+            async with asyncio.timeout(tick):
+                await wake.wait()
         except TimeoutError:
             pass
         wake.clear()
@@ -88,6 +92,8 @@ async def run(runtime: Runtime) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
+                raise
             log.exception("routing pass failed")
             woken |= woken_now
             await asyncio.sleep(tick)
@@ -98,4 +104,6 @@ async def run(runtime: Runtime) -> None:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
+                    raise
                 log.exception("publishing routing statistics failed")
