@@ -18,6 +18,7 @@ from kefu.attachments.ports import AttachmentStore
 from kefu.core.clock import utcnow
 from kefu.core.errors import PayloadTooLarge, RateLimited, ValidationFailed
 from kefu.core.ids import new_id
+from kefu.core.read_transactions import end_read_transaction
 from kefu.events.uow import UnitOfWork
 
 
@@ -107,13 +108,10 @@ async def _end_read_transaction(uow: UnitOfWork) -> None:
     left open during a write of up to ``max_bytes`` (fsynced, in a thread) would make every writer wait
     for the disk: chat messages, routing, the outbox relay, other nodes.
 
-    A pending change or event would be committed here, apart from the row it belongs with: refused as a bug.
-    (Flushed writes cannot be seen from here; no caller makes any before the upload.)"""
-    session = uow.session
-    if uow.mark() or session.new or session.dirty or session.deleted:
+    A write or an event of the unit of work would be committed here, apart from the row it belongs with: refused
+    as a bug (``end_read_transaction`` also sees writes already flushed; no caller makes any before the upload)."""
+    if uow.mark() or not await end_read_transaction(uow.session):
         raise RuntimeError("do_store_attachment must come before any write of its unit of work")
-    if session.in_transaction():
-        await uow.commit()
 
 
 async def _enforce_budget(session: AsyncSession, *, budget: policies.UploadBudget, tenant_id: str,
