@@ -120,6 +120,17 @@ async def _started(work: Callable[..., Any], request: asyncio.Task[httpx.Respons
         await asyncio.sleep(0.005)
 
 
+async def _customer_writes_meanwhile(node: Any, visitor: dict[str, Any], work: Any, request: asyncio.Future[Any],
+                                     what: str) -> None:
+    """Once ``work`` runs for ``request``, a customer's chat message is stored while it still runs, before the
+    request has answered: the work holds no write lock."""
+    await _started(work, request)
+    await customer_says(node.http, visitor["visitor_token"], "你好，我的快递到哪了？")
+    still_running = _running(work)
+    assert not request.done(), f"the customer's message waited for the request doing {what} to answer"
+    assert still_running, f"the customer's message waited for {what}"
+
+
 @pytest.mark.parametrize("route", ["search", "answer"])
 async def test_a_customer_message_is_stored_while_a_large_index_is_rebuilt(fresh_db_url: str, route: str) -> None:
     async with _node(fresh_db_url) as node:
@@ -132,12 +143,7 @@ async def test_a_customer_message_is_stored_while_a_large_index_is_rebuilt(fresh
             asked = node.http.post("/api/v1/kb-answers", headers=node.tenant.agent.headers,
                                    json={"question": "蓝色水壶怎么退货"})
         request = asyncio.ensure_future(asked)
-        await _started(SearchIndex.__init__, request)
-
-        await customer_says(node.http, visitor["visitor_token"], "你好，我的快递到哪了？")
-        building = _running(SearchIndex.__init__)
-        assert not request.done(), "the customer's message waited for the knowledge search to answer"
-        assert building, "the customer's message waited for the index rebuild"
+        await _customer_writes_meanwhile(node, visitor, SearchIndex.__init__, request, "the index rebuild")
 
         response = await request
         assert response.status_code in (200, 201), response.text
@@ -155,12 +161,8 @@ async def test_a_customer_message_is_stored_while_gaps_are_clustered(fresh_db_ur
         visitor = await start_session(node.http, node.tenant.inbox_id)
         request = asyncio.ensure_future(node.http.get("/api/v1/kb-gaps", headers=node.tenant.agent.headers,
                                                       params={"limit": 100}))
-        await _started(knowledge_service.policies_cluster, request)
-
-        await customer_says(node.http, visitor["visitor_token"], "你好，我的快递到哪了？")
-        clustering = _running(knowledge_service.policies_cluster)
-        assert not request.done(), "the customer's message waited for gap mining to answer"
-        assert clustering, "the customer's message waited for the clustering"
+        await _customer_writes_meanwhile(node, visitor, knowledge_service.policies_cluster, request,
+                                         "the clustering")
 
         response = await request
         assert response.status_code == 200, response.text
