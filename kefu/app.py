@@ -23,7 +23,7 @@ from kefu.commerce.sources import hub_of as commerce_hub_of
 from kefu.core.logging import configure_logging
 from kefu.core.metrics import Metrics
 from kefu.core.settings import Settings
-from kefu.core.tasks import cancel_and_wait, cancelled_meanwhile
+from kefu.core.tasks import cancel_and_wait
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 from kefu.realtime.hub import Hub
@@ -45,8 +45,6 @@ async def _housekeeping(runtime: Runtime) -> None:
             await channel_actions.prune_identity_nonces(runtime.sessionmaker)
             await runtime.relay.prune(older_than=timedelta(hours=runtime.settings.outbox_retention_hours))
         except Exception:
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("housekeeping failed")
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from kefu.attachments import actions as attachment_actions
 from kefu.attachments.ports import AttachmentStore
 from kefu.core.clock import utcnow
-from kefu.core.tasks import cancelled_meanwhile
 
 if TYPE_CHECKING:
     from kefu.runtime import Runtime
@@ -54,7 +53,5 @@ async def run(runtime: Runtime) -> None:
             if removed:
                 log.info("orphaned uploads removed", extra={"count": removed})
         except Exception:
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("attachment sweep failed")
         await asyncio.sleep(SWEEP_SECONDS)

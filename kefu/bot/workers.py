@@ -17,7 +17,7 @@ from kefu.bot import service as bot_service
 from kefu.bot.adapters import NluUnderstander
 from kefu.bot.runner import BotRunner
 from kefu.core.clock import utcnow
-from kefu.core.tasks import cancel_and_wait, cancelled_meanwhile
+from kefu.core.tasks import cancel_and_wait
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 
@@ -88,8 +88,6 @@ class BotWorker:
                     tenant_id=tenant_id, conversation_id=conversation_id, message_id=message_id,
                     take_over_before=utcnow() - STALE_CLAIM if take_over else None)
         except Exception:
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("bot worker failed on a message", extra={"conversation_id": conversation_id})
         finally:
             self._pending.discard(message_id)
@@ -103,8 +101,6 @@ class BotWorker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                    raise
                 log.exception("bot sweep failed")
             await asyncio.sleep(SWEEP_SECONDS)
 
@@ -114,8 +110,6 @@ class BotWorker:
         try:
             await asyncio.to_thread(NluUnderstander.warm_up)
         except Exception:  # the first message will try again (and hand off if it fails too)
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("warming up the language model failed")
 
     async def run(self) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kefu.commerce.ports import OrderSource, SourceUnavailable
 from kefu.commerce.schemas import Order
 from kefu.core.errors import DomainError
+from kefu.core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from kefu.runtime import Runtime
@@ -158,24 +159,26 @@ class CommerceHub:
         return result
 
     def spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        _tracked(self.tasks, coro)
 
     async def finish_anyway(self, coro: Awaitable[T]) -> T:
         """Await ``coro`` in a task of its own that a cancellation of the caller (client gone) does not stop;
         the node's shutdown waits for it (``stop``)."""
-        task = asyncio.ensure_future(coro)
-        self.settling.add(task)
-        task.add_done_callback(self.settling.discard)
-        return await asyncio.shield(task)
+        return await asyncio.shield(_tracked(self.settling, coro))
 
     async def stop(self) -> None:
         """At the node's shutdown, before its database closes: drop background refreshes, let settling writes
         finish. A task left running would otherwise reach the database after it closed."""
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, *self.settling, return_exceptions=True)
+        await cancel_and_wait(list(self.tasks))
+        await asyncio.gather(*self.settling, return_exceptions=True)
+
+
+def _tracked(group: set[asyncio.Task[Any]], coro: Awaitable[T]) -> asyncio.Future[T]:
+    """``coro`` as a task that stays in ``group`` until it is done."""
+    task = asyncio.ensure_future(coro)
+    group.add(task)
+    task.add_done_callback(group.discard)
+    return task
 
 
 def hub_of(runtime: Runtime) -> CommerceHub:

@@ -24,7 +24,6 @@ from kefu.commerce.ports import SourceUnavailable
 from kefu.commerce.schemas import Order
 from kefu.commerce.sources import hub_of
 from kefu.core.clock import utcnow
-from kefu.core.tasks import cancelled_meanwhile
 
 if TYPE_CHECKING:
     from kefu.runtime import Runtime
@@ -148,8 +147,6 @@ async def run_pass(runtime: Runtime) -> dict[str, int]:
         # Order actions a crashed or redeployed node left pending: run them again under their keys.
         totals["resumed"] = await commerce_actions.resume_abandoned(runtime)
     except Exception:
-        if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-            raise
         log.exception("resuming abandoned order actions failed")
         totals["resumed"] = 0
     async with runtime.sessionmaker() as session:
@@ -160,8 +157,6 @@ async def run_pass(runtime: Runtime) -> dict[str, int]:
             counts = await reconcile(runtime, tenant_id=tenant_id, connector=connector,
                                      older_than=timedelta(seconds=hub.reconcile_after))
         except Exception:  # one tenant's broken connector must not stop the others' reconciliation
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("reconciliation of %s failed", connector)
             continue
         for key, value in counts.items():
@@ -186,6 +181,4 @@ async def run(runtime: Runtime) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("commerce background pass failed")

@@ -51,8 +51,6 @@ def _may_have_written(session: AsyncSession) -> bool:
     """Whether the session's SQLite transaction may have written: True unless proved otherwise."""
     sync = session.sync_session
     root = sync.get_transaction()
-    if root is None:
-        return False
     if sync.new or sync.dirty or sync.deleted or sync.get_nested_transaction() is not None:
         return True
     began = sync.info.get(_BEGAN)

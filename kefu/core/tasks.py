@@ -1,9 +1,10 @@
 """Stopping background tasks at shutdown, also those that let a cancellation go by.
 
 A cancellation can be lost on its way: Python 3.11's ``asyncio.wait_for`` drops one that arrives as its wait
-ends, and code that catches broad exceptions around an ``await`` may swallow one. A task that lost it runs on
-(a sweeper goes back to its sleep), and a shutdown that only gathers it waits for ever, keeping the node, and
-any work it does on the database, alive. So the cancellation is repeated until the task has stopped.
+ends, and SQLAlchemy turns one that interrupts a statement into another error (``PendingRollbackError``), which
+a loop that logs errors and goes on then swallows. A task that lost it runs on (a sweeper goes back to its
+sleep), and a shutdown that only gathers it waits for ever, keeping the node, and any work it does on the
+database, alive. So the cancellation is repeated until the task has stopped.
 """
 
 from __future__ import annotations
@@ -22,18 +23,13 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]]) -> None:
     pending = {task for task in tasks if not task.done()}
     for task in pending:
         task.cancel()
+    stopping = set(pending)
     while pending:
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
         for task in pending:
             log.warning("a task ran on after its cancellation; cancelling it again", extra={"task": task.get_name()})
             task.cancel()
+    for task in stopping:  # how each ended (often the cancellation, turned into another error) is not news
+        if not task.cancelled():
+            task.exception()
 
-
-def cancelled_meanwhile() -> bool:
-    """Whether the running task has been asked to stop.
-
-    SQLAlchemy can turn a cancellation that interrupts a statement into another error (``PendingRollbackError``
-    and the like), so a loop that logs errors and goes on must check this in its handler, or it swallows its own
-    shutdown."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

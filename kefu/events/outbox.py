@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kefu.core.clock import utcnow
 from kefu.core.db import run_core
-from kefu.core.tasks import cancel_and_wait, cancelled_meanwhile
+from kefu.core.tasks import cancel_and_wait
 from kefu.events.bus import EventBus
 from kefu.events.models import OutboxEvent
 from kefu.events.types import DomainEvent
@@ -85,8 +85,6 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task:
             await cancel_and_wait([self._task])
-            if not self._task.cancelled():
-                self._task.exception()  # the cancellation, turned by SQLAlchemy into another error: nothing to log
         await self.flush_marks()
 
     def take_marks(self) -> list[int]:
@@ -156,8 +154,6 @@ class OutboxRelay:
                 try:
                     await self.bus.publish(events)
                 except Exception:
-                    if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                        raise
                     # Claimed but not delivered (the bus is down): release the claim for the next sweep.
                     async with self._sessionmaker() as session:
                         await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([e.id for e in events]))
@@ -192,8 +188,6 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                    raise
                 log.exception("outbox sweep failed")
 
 

@@ -201,18 +201,18 @@ async def ensure_tenant_pipeline(*, session: AsyncSession, tenant_id: str) -> Nl
     """
     if not registry.has_default():
         # First use in this process: load (or train) off the event loop.
-        await _end_read_transaction(session)
+        await end_read_transaction(session)
         await asyncio.to_thread(registry.default)
     checked_at = time.monotonic()
     if checked_at - _checked.get(tenant_id, -1e9) < MODEL_CHECK_SECONDS:
         return registry.for_tenant(tenant_id)
     model = await get_model(session=session, tenant_id=tenant_id)
-    await _end_read_transaction(session)
+    await end_read_transaction(session)
     if model is not None and model.version > 0 and _is_stale(registry.tenant_state(tenant_id), model):
         async with _training_lock(tenant_id):
             if _is_stale(registry.tenant_state(tenant_id), model):  # else another caller reloaded meanwhile
                 examples, patterns = await training_data(session=session, tenant_id=tenant_id)
-                await _end_read_transaction(session)
+                await end_read_transaction(session)
                 pipeline = await asyncio.to_thread(build_pipeline, examples=examples, patterns=patterns,
                                                    version=model.version)
                 if model.data_hash and training_data_hash(examples=examples, patterns=patterns) != model.data_hash:
@@ -230,13 +230,6 @@ def _training_lock(tenant_id: str) -> asyncio.Lock:
     """The lock that lets one coroutine of this event loop reload a tenant's model while the others wait."""
     locks = _training.setdefault(asyncio.get_running_loop(), {})
     return locks.setdefault(tenant_id, asyncio.Lock())
-
-
-async def _end_read_transaction(session: AsyncSession) -> None:
-    """Training, or waiting for another caller's, takes seconds: a read transaction left open meanwhile would
-    hold SQLite's write lock and make every writer of the database wait, or fail after the busy timeout. A
-    transaction that has written is kept (``end_read_transaction``): a caller's writes are never committed early."""
-    await end_read_transaction(session)
 
 
 def _is_stale(loaded: tuple[int, str | None] | None, model: NluModel) -> bool:

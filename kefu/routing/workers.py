@@ -14,7 +14,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from kefu.core.tasks import cancelled_meanwhile
 from kefu.events import types as ev
 from kefu.events.types import DomainEvent
 from kefu.routing import actions
@@ -92,8 +91,6 @@ async def run(runtime: Runtime) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                raise
             log.exception("routing pass failed")
             woken |= woken_now
             await asyncio.sleep(tick)
@@ -104,6 +101,4 @@ async def run(runtime: Runtime) -> None:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                if cancelled_meanwhile():  # a cancellation SQLAlchemy turned into another error
-                    raise
                 log.exception("publishing routing statistics failed")
