@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,8 @@ class Begun:
         task = self.task() if self.task is not None else None
         state = "no task" if self.task is None else ("task gone" if task is None else
                                                      ("task finished" if task.done() else "task running"))
-        lines = [f"  began {now - self.at:.1f} s ago in test {self.test}",
-                 f"  thread {self.thread}, task {self.task_name} ({state}), from:"]
-        lines.extend(f"    {Path(file).relative_to(ROOT)}:{line} in {name}" for file, line, name in self.frames)
-        return lines
+        return [f"  began {now - self.at:.1f} s ago in test {self.test}",
+                f"  thread {self.thread}, task {self.task_name} ({state}), from:", *_frame_lines(self.frames)]
 
     def abandoned(self, now: float) -> bool:
         task = self.task() if self.task is not None else None
@@ -145,8 +144,12 @@ def long_holds(limit: int = 10) -> list[str]:
     for (database, frames), (longest, count, test) in ranked:
         lines.append(f"{longest:.1f} s (over {LONG_HOLD_SECONDS:.0f} s {count} time(s)) on {Path(database).name}, "
                      f"longest in {test}:")
-        lines.extend(f"    {Path(file).relative_to(ROOT)}:{line} in {name}" for file, line, name in frames)
+        lines.extend(_frame_lines(frames))
     return lines
+
+
+def _frame_lines(frames: Iterable[tuple[str, int, str]]) -> list[str]:
+    return [f"    {Path(file).relative_to(ROOT)}:{line} in {name}" for file, line, name in frames]
 
 
 def _in_transaction(driver: Any) -> bool:
@@ -157,30 +160,32 @@ def _in_transaction(driver: Any) -> bool:
         return False
 
 
-def open_transactions() -> list[str]:
-    """Every SQLite connection of the process inside a transaction, with where that began."""
+def _open_among(drivers: Iterable[Any]) -> list[str]:
+    """Those of ``drivers`` (aiosqlite connections) inside a transaction, with where each began."""
     now = time.monotonic()
     lines = []
-    for driver, begun in list(_BEGUN.items()):
-        if _in_transaction(driver):
-            lines.append(f"{begun.database} via {type(driver).__name__}: IN A TRANSACTION")
-            lines.extend(begun.describe(now))
-    return lines or ["(none)"]
+    for driver in drivers:
+        if driver is not None and _in_transaction(driver):
+            begun = _BEGUN.get(driver)
+            lines.append(f"{begun.database if begun else '?'} via {type(driver).__name__}: IN A TRANSACTION")
+            lines.extend(begun.describe(now) if begun is not None else ["  (where it began is unknown)"])
+    return lines
 
 
-def check_abandoned(after_test: str) -> list[str]:
-    """Transactions left open by a finished task or for over STALE_SECONDS, each reported once."""
+def open_transactions() -> list[str]:
+    """Every SQLite connection of the process inside a transaction, with where that began."""
+    return _open_among(list(_BEGUN.keys())) or ["(none)"]
+
+
+def check_abandoned(after_test: str) -> None:
+    """Note transactions left open by a finished task or for over STALE_SECONDS in FOUND, each once."""
     now = time.monotonic()
-    found = []
     for driver, begun in list(_BEGUN.items()):
         if id(begun) in _REPORTED or not _in_transaction(driver) or not begun.abandoned(now):
             continue
         _REPORTED.add(id(begun))
-        text = "\n".join([f"abandoned SQLite transaction on {begun.database}, "
-                          f"seen after {after_test}:", *begun.describe(now)])
-        found.append(text)
-        FOUND.append(text)
-    return found
+        FOUND.append("\n".join([f"abandoned SQLite transaction on {begun.database}, seen after {after_test}:",
+                                 *begun.describe(now)]))
 
 
 def _threads() -> list[str]:
@@ -200,12 +205,5 @@ def describe() -> str:
 
 def open_on(engine: Any) -> list[str]:
     """The transactions still open on the SQLite connections ``engine`` opened, with where each began."""
-    now = time.monotonic()
-    lines = []
-    for adapted in list(core_db._SQLITE_CONNECTIONS.get(engine.sync_engine, ())):  # noqa: SLF001
-        driver = getattr(adapted, "_connection", None)
-        if driver is not None and _in_transaction(driver):
-            begun = _BEGUN.get(driver)
-            lines.append(f"{engine.url.database} via {type(driver).__name__}: IN A TRANSACTION")
-            lines.extend(begun.describe(now) if begun is not None else ["  (where it began is unknown)"])
-    return lines
+    opened = list(core_db._SQLITE_CONNECTIONS.get(engine.sync_engine, ()))  # noqa: SLF001
+    return _open_among(getattr(adapted, "_connection", None) for adapted in opened)
