@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, make_url
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import processors
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -23,7 +24,7 @@ from sqlalchemy.types import TypeDecorator
 from kefu.core import inline_statements
 from kefu.core.errors import NotFound
 from kefu.core.ids import has_prefix
-from kefu.core.sqlite_inline import InlineConnection, inline_connector
+from kefu.core.sqlite_inline import InlineConnection, connector, inline_connector
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -159,6 +160,7 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
     url = normalise_url(url)
     if url.startswith("sqlite"):
         database = make_url(url).database or ""
+        args, options = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))  # what SQLAlchemy would open
         inline = inline and database not in ("", ":memory:")
         # hide_parameters: a failing statement is logged without its values (message bodies, PII).
         if inline:
@@ -166,8 +168,9 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
                                          json_deserializer=_json_loads,
                                          async_creator=inline_connector(database, timeout=0))
         else:
-            engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True,
-                                         json_serializer=_json_dumps, json_deserializer=_json_loads)
+            engine = create_async_engine(url, echo=echo, hide_parameters=True, json_serializer=_json_dumps,
+                                         json_deserializer=_json_loads,
+                                         async_creator=connector(*args, **{**options, "timeout": 30}))
 
         opened: set[Any] = set()
         _SQLITE_CONNECTIONS[engine.sync_engine] = opened

@@ -23,6 +23,8 @@ inside the transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -137,8 +139,46 @@ def inline_connector(database: str, **kwargs: Any) -> Callable[[], Any]:
             # A large statement cache: the multi-row writes add a prepared text per chunk size (kefu.core.bulk).
             return sqlite3.connect(database, check_same_thread=False, cached_statements=512, **kwargs)
 
-        connection = InlineConnection(open_database, 64)
-        connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does: never blocks exit
-        return await connection
+        return await open_connection(InlineConnection(open_database, 64))
 
     return connect
+
+
+def connector(*args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """An ``async_creator`` for SQLAlchemy: ``aiosqlite.connect(*args, **kwargs)``, opened by ``open_connection``."""
+
+    async def connect() -> aiosqlite.Connection:
+        return await open_connection(aiosqlite.connect(*args, **kwargs))
+
+    return connect
+
+
+async def open_connection(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Open ``connection`` (its worker thread opens the file) and return it.
+
+    A caller cancelled meanwhile waits for the open to finish and the connection to close, then is cancelled.
+    aiosqlite alone gives up at once and leaves the thread to report the open to the event loop later; if the
+    loop has closed by then (a test's end, a shutdown), the thread dies with "Event loop is closed" and the
+    file stays open until garbage collection.
+    """
+    connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does: never blocks exit
+    opening = asyncio.ensure_future(_opened(connection))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        closing = asyncio.ensure_future(_close_once_open(opening))
+        while not closing.done():  # a file open and close: milliseconds, then the cancellation goes on
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([closing])
+        if not closing.cancelled():
+            closing.exception()  # retrieved: the open's own failure does not matter to a cancelled caller
+        raise
+
+
+async def _opened(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    return await connection
+
+
+async def _close_once_open(opening: asyncio.Future[aiosqlite.Connection]) -> None:
+    connection = await opening
+    await connection.close()

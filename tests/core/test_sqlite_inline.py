@@ -6,11 +6,15 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import make_url, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from kefu.core.db import close_engine, create_engine
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.models import Tenant
@@ -111,3 +115,37 @@ def test_cancelling_a_write_that_waits_for_the_lock_neither_crashes_nor_leaves_t
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "rows 0", "the cancelled insert was not committed, and the lock is free"
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
+def test_a_connect_given_up_as_its_event_loop_ends_leaves_no_worker_thread_to_die(tmp_path: Path,
+                                                                                   inline: bool) -> None:
+    # A request cancelled while its connection opens, right before shutdown (or a test's end) closes the loop.
+    # aiosqlite's worker thread finished the open afterwards and died reporting it to the closed loop.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kefu.db'}"
+
+    async def give_up_while_connecting() -> None:
+        engine = create_engine(url, inline=inline)
+        use = asyncio.ensure_future(_select_one(engine))
+        for _ in range(3):  # until the open is on the worker thread
+            await asyncio.sleep(0)
+        use.cancel()
+        await asyncio.gather(use, return_exceptions=True)
+        await close_engine(engine)
+
+    before = set(threading.enumerate())
+    deaths: list[BaseException | None] = []
+    previous, threading.excepthook = threading.excepthook, lambda args: deaths.append(args.exc_value)
+    try:
+        for _ in range(30):
+            asyncio.run(give_up_while_connecting())
+        for thread in set(threading.enumerate()) - before:
+            thread.join(5)
+    finally:
+        threading.excepthook = previous
+    assert deaths == []
+
+
+async def _select_one(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")
