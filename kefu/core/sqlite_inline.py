@@ -156,29 +156,32 @@ def connector(*args: Any, **kwargs: Any) -> Callable[[], Any]:
 async def open_connection(connection: aiosqlite.Connection) -> aiosqlite.Connection:
     """Open ``connection`` (its worker thread opens the file) and return it.
 
-    A caller cancelled meanwhile waits for the open to finish and the connection to close, then is cancelled.
-    aiosqlite alone gives up at once and leaves the thread to report the open to the event loop later; if the
-    loop has closed by then (a test's end, a shutdown), the thread dies with "Event loop is closed" and the
-    file stays open until garbage collection.
+    A caller cancelled meanwhile waits for the open to finish and the thread to close the file and end, then
+    is cancelled. aiosqlite alone gives up at once and leaves the thread to report the open to the event loop
+    later; if the loop has closed by then (a test's end, a shutdown), the thread dies with "Event loop is
+    closed" and the file stays open until garbage collection. The waits are on plain futures, not tasks, so the
+    loop's own shutdown, which cancels every task, cannot cut them short.
     """
     connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does: never blocks exit
-    opening = asyncio.ensure_future(_opened(connection))
+    connection._thread.start()
+    opened: asyncio.Future[sqlite3.Connection] = asyncio.get_running_loop().create_future()
+    connection._tx.put_nowait((opened, connection._connector))
     try:
-        return await asyncio.shield(opening)
+        connection._connection = await asyncio.shield(opened)
     except asyncio.CancelledError:
-        closing = asyncio.ensure_future(_close_once_open(opening))
-        while not closing.done():  # a file open and close: milliseconds, then the cancellation goes on
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([closing])
-        if not closing.cancelled():
-            closing.exception()  # retrieved: the open's own failure does not matter to a cancelled caller
+        await _uninterrupted(opened)
+        if not opened.exception():
+            connection._connection = opened.result()
+        await _uninterrupted(connection.stop())  # closes the file on the thread, which then ends
         raise
+    except BaseException:
+        connection.stop()  # the open failed: the thread ends
+        raise
+    return connection
 
 
-async def _opened(connection: aiosqlite.Connection) -> aiosqlite.Connection:
-    return await connection
-
-
-async def _close_once_open(opening: asyncio.Future[aiosqlite.Connection]) -> None:
-    connection = await opening
-    await connection.close()
+async def _uninterrupted(future: asyncio.Future[Any] | None) -> None:
+    """Wait for ``future`` however often the caller is cancelled meanwhile (it is a file open or close)."""
+    while future is not None and not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])

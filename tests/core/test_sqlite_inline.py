@@ -8,13 +8,16 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kefu.core.db import close_engine, create_engine
+from kefu.core.sqlite_inline import connector, inline_connector
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.models import Tenant
@@ -133,17 +136,39 @@ def test_a_connect_given_up_as_its_event_loop_ends_leaves_no_worker_thread_to_di
         await asyncio.gather(use, return_exceptions=True)
         await close_engine(engine)
 
+    assert _worker_deaths(give_up_while_connecting) == []
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
+def test_a_connect_still_opening_when_its_event_loop_shuts_down_leaves_no_worker_thread_to_die(
+        tmp_path: Path, inline: bool) -> None:
+    # The loop's shutdown cancels every task at once, the one opening the connection included.
+    open_database = (inline_connector if inline else connector)(str(tmp_path / "kefu.db"))
+
+    async def use() -> None:
+        connection = await open_database()
+        await connection.close()
+
+    async def shut_down_while_connecting() -> None:
+        asyncio.ensure_future(use())
+        await asyncio.sleep(0)  # the open is queued for the worker thread; asyncio.run then shuts down
+
+    assert _worker_deaths(shut_down_while_connecting) == []
+
+
+def _worker_deaths(scenario: Callable[[], Coroutine[Any, Any, None]]) -> list[BaseException | None]:
+    """Run ``scenario`` on 30 fresh event loops; return what killed threads meanwhile."""
     before = set(threading.enumerate())
     deaths: list[BaseException | None] = []
     previous, threading.excepthook = threading.excepthook, lambda args: deaths.append(args.exc_value)
     try:
         for _ in range(30):
-            asyncio.run(give_up_while_connecting())
+            asyncio.run(scenario())
         for thread in set(threading.enumerate()) - before:
             thread.join(5)
     finally:
         threading.excepthook = previous
-    assert deaths == []
+    return deaths
 
 
 async def _select_one(engine: AsyncEngine) -> None:
