@@ -89,20 +89,28 @@ def _remember_begin(connection: Any) -> None:
         task = asyncio.current_task()
     except RuntimeError:
         task = None
-    try:
-        driver = connection.connection.dbapi_connection._connection  # noqa: SLF001 - the aiosqlite connection
-        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0]
-        _BEGUN[driver] = Begun(time.monotonic(), str(connection.engine.url.database), test,
-                               threading.current_thread().name, weakref.ref(task) if task is not None else None,
-                               task.get_name() if task is not None else None, _our_frames())
-    except (AttributeError, TypeError):  # not an aiosqlite connection: nothing to remember
-        pass
+    driver = _driver(connection)
+    if driver is None:
+        return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0]
+    _BEGUN[driver] = Begun(time.monotonic(), str(connection.engine.url.database), test,
+                           threading.current_thread().name, weakref.ref(task) if task is not None else None,
+                           task.get_name() if task is not None else None, _our_frames())
 
 
 def _begun(connection: Any) -> Begun | None:
+    driver = _driver(connection)
+    return None if driver is None else _BEGUN.get(driver)
+
+
+def _driver(connection: Any) -> Any:
+    """The aiosqlite connection under a SQLAlchemy one, or None. Never raises: these listeners run inside the
+    product's commits and rollbacks, and ``connection.connection`` raises on a connection invalidated by a
+    cancelled statement, which turned a node's rollback at shutdown into an error."""
     try:
-        return _BEGUN.get(connection.connection.dbapi_connection._connection)  # noqa: SLF001 - aiosqlite's
-    except (AttributeError, TypeError):
+        fairy = connection._dbapi_connection  # noqa: SLF001 - None once invalidated; .connection would raise
+        return None if fairy is None else fairy.dbapi_connection._connection  # noqa: SLF001
+    except (AttributeError, TypeError):  # not an aiosqlite connection
         return None
 
 
