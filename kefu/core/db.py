@@ -24,7 +24,8 @@ from sqlalchemy.types import TypeDecorator
 from kefu.core import inline_statements
 from kefu.core.errors import NotFound
 from kefu.core.ids import has_prefix
-from kefu.core.sqlite_inline import InlineConnection, connector, inline_connector
+from kefu.core.sqlite_connection import connector
+from kefu.core.sqlite_inline import InlineConnection, inline_connector
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

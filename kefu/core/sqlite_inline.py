@@ -23,14 +23,12 @@ inside the transaction.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import aiosqlite
+from kefu.core.sqlite_connection import Connection, open_connection
 
 BUSY_WAIT_MS = 30_000  # how long a statement handed to the worker thread waits for the write lock
 # Queued writes of fewer bound values (about 100 chat messages with their outbox rows) commit inline: the hand-off
@@ -83,7 +81,7 @@ def _commit_with_writes(in_use: threading.Lock, connection: sqlite3.Connection, 
         connection.commit()
 
 
-class InlineConnection(aiosqlite.Connection):
+class InlineConnection(Connection):
     """An aiosqlite connection whose calls run in the caller's thread (see the module docstring)."""
 
     def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
@@ -142,46 +140,3 @@ def inline_connector(database: str, **kwargs: Any) -> Callable[[], Any]:
         return await open_connection(InlineConnection(open_database, 64))
 
     return connect
-
-
-def connector(*args: Any, **kwargs: Any) -> Callable[[], Any]:
-    """An ``async_creator`` for SQLAlchemy: ``aiosqlite.connect(*args, **kwargs)``, opened by ``open_connection``."""
-
-    async def connect() -> aiosqlite.Connection:
-        return await open_connection(aiosqlite.connect(*args, **kwargs))
-
-    return connect
-
-
-async def open_connection(connection: aiosqlite.Connection) -> aiosqlite.Connection:
-    """Open ``connection`` (its worker thread opens the file) and return it.
-
-    A caller cancelled meanwhile waits for the open to finish and the thread to close the file and end, then
-    is cancelled. aiosqlite alone gives up at once and leaves the thread to report the open to the event loop
-    later; if the loop has closed by then (a test's end, a shutdown), the thread dies with "Event loop is
-    closed" and the file stays open until garbage collection. The waits are on plain futures, not tasks, so the
-    loop's own shutdown, which cancels every task, cannot cut them short.
-    """
-    connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does: never blocks exit
-    connection._thread.start()
-    opened: asyncio.Future[sqlite3.Connection] = asyncio.get_running_loop().create_future()
-    connection._tx.put_nowait((opened, connection._connector))
-    try:
-        connection._connection = await asyncio.shield(opened)
-    except asyncio.CancelledError:
-        await _uninterrupted(opened)
-        if not opened.exception():
-            connection._connection = opened.result()
-        await _uninterrupted(connection.stop())  # closes the file on the thread, which then ends
-        raise
-    except BaseException:
-        connection.stop()  # the open failed: the thread ends
-        raise
-    return connection
-
-
-async def _uninterrupted(future: asyncio.Future[Any] | None) -> None:
-    """Wait for ``future`` however often the caller is cancelled meanwhile (it is a file open or close)."""
-    while future is not None and not future.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([future])

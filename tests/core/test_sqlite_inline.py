@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from sqlalchemy import make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kefu.core.db import close_engine, create_engine
-from kefu.core.sqlite_inline import connector, inline_connector
+from kefu.core.sqlite_connection import connector
+from kefu.core.sqlite_inline import inline_connector
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.models import Tenant
@@ -174,3 +176,27 @@ def _worker_deaths(scenario: Callable[[], Coroutine[Any, Any, None]]) -> list[Ba
 async def _select_one(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.exec_driver_sql("SELECT 1")
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
+@pytest.mark.parametrize("stop_first", [False, True], ids=["close-then-stop", "stop-then-close"])
+async def test_a_connection_stopped_while_it_closes_finishes_closing(tmp_path: Path, inline: bool,
+                                                                     stop_first: bool) -> None:
+    # SQLAlchemy terminates the connection of a cancelled statement with a graceful close in a shielded task;
+    # if the caller is cancelled again meanwhile (a shutdown re-cancels tasks that run on), it also stops the
+    # connection. aiosqlite's thread answers only the first stop, so the close waited forever, and with it the
+    # node's shutdown.
+    path = tmp_path / "kefu.db"
+    connection = await (inline_connector if inline else connector)(str(path))()
+    await connection.execute("CREATE TABLE t (x)")
+    if stop_first:
+        connection.stop()
+    closing = asyncio.ensure_future(connection.close())
+    await asyncio.sleep(0)
+    connection.stop()
+    await asyncio.wait_for(closing, 10)
+    await asyncio.wait_for(connection.close(), 10)  # and again: nothing left to wait for
+    connection._thread.join(10)
+    assert not connection._thread.is_alive()
+    assert not [fd for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(path.resolve()))], "the file is closed"

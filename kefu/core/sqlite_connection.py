@@ -1,0 +1,108 @@
+"""Opening and closing aiosqlite connections so that a cancellation leaves no thread or task behind.
+
+Every SQLite connection here is an aiosqlite connection: a worker thread owns the file and answers each call
+through the event loop. Two of aiosqlite's own paths went wrong around cancellations, at a node's shutdown and
+at a test's end:
+
+* A task cancelled while its connection opened gave up at once; the thread finished the open afterwards and
+  reported it to the event loop. If the loop had closed by then, the thread died ("Event loop is closed") and
+  the file stayed open until garbage collection. ``open_connection`` lets the open finish and closes the file
+  before the cancellation goes on.
+* The thread ends at the first ``stop()`` and never answers a later one, so ``close()`` after ``stop()`` waited
+  forever. SQLAlchemy does exactly that when a cancelled statement's connection is terminated: its graceful
+  ``close()`` runs in a shielded task, and if the caller is cancelled again meanwhile (a shutdown re-cancels
+  tasks that run on), it ``stop()``s the connection. The shielded close then never ended, and neither did the
+  event loop's shutdown waiting for it. ``Connection`` makes ``stop`` and ``close`` safe to repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import aiosqlite
+
+ITER_CHUNK_SIZE = 64  # aiosqlite's default: rows a cursor fetches per hand-off
+
+
+class Connection(aiosqlite.Connection):
+    """aiosqlite's connection whose ``stop`` and ``close`` may come in any order, any number of times."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self._stop_requested = False
+        self._stopped: asyncio.Future[Any] | None = None  # answered when the thread has closed the file and ended
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        """Have the thread close the file and end; the future is answered then (None outside a running loop)."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._stopped = super().stop()
+        self._running = False
+        return self._answer_when_stopped()
+
+    async def close(self) -> None:
+        if not self._stop_requested:
+            await super().close()
+            return
+        answer = self._answer_when_stopped()  # the thread closes the file on its way out (or has): wait for that
+        if answer is not None:
+            await answer
+
+    def _answer_when_stopped(self) -> asyncio.Future[Any] | None:
+        """A future of the caller's own, answered with the first stop: cancelling it leaves that one alone."""
+        if self._stopped is None:
+            return None
+        answer = self._stopped.get_loop().create_future()
+
+        def forward(_: asyncio.Future[Any]) -> None:
+            if not answer.done():
+                answer.set_result(None)
+
+        self._stopped.add_done_callback(forward)
+        return answer
+
+
+def connector(*args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """An ``async_creator`` for SQLAlchemy: ``sqlite3.connect(*args, **kwargs)`` on a ``Connection``."""
+
+    async def connect() -> Connection:
+        return await open_connection(Connection(partial(sqlite3.connect, *args, **kwargs), ITER_CHUNK_SIZE))
+
+    return connect
+
+
+async def open_connection(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Open ``connection`` (its worker thread opens the file) and return it.
+
+    A caller cancelled meanwhile waits for the open to finish and the thread to close the file and end, then
+    is cancelled (see the module docstring). The waits are on plain futures, not tasks, so the loop's own
+    shutdown, which cancels every task, cannot cut them short.
+    """
+    connection._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does: never blocks exit
+    connection._thread.start()
+    opened: asyncio.Future[sqlite3.Connection] = asyncio.get_running_loop().create_future()
+    connection._tx.put_nowait((opened, connection._connector))
+    try:
+        connection._connection = await asyncio.shield(opened)
+    except asyncio.CancelledError:
+        await _uninterrupted(opened)
+        if not opened.exception():
+            connection._connection = opened.result()
+        await _uninterrupted(connection.stop())  # closes the file on the thread, which then ends
+        raise
+    except BaseException:
+        connection.stop()  # the open failed: the thread ends
+        raise
+    return connection
+
+
+async def _uninterrupted(future: asyncio.Future[Any] | None) -> None:
+    """Wait for ``future`` however often the caller is cancelled meanwhile (it is a file open or close)."""
+    while future is not None and not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])
