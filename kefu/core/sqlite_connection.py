@@ -54,8 +54,15 @@ class Connection(aiosqlite.Connection):
             await answer
 
     def _answer_when_stopped(self) -> asyncio.Future[Any] | None:
-        """A future of the caller's own, answered with the first stop: cancelling it leaves that one alone."""
-        if self._stopped is None:
+        """A future of the caller's own, answered with the first stop: cancelling it leaves that one alone.
+        None if there is nothing to wait for: the thread has ended, or the stop was made in another event loop
+        (whose future cannot be awaited here, and whose closed loop would refuse the callback)."""
+        if self._stopped is None or self._stopped.done():
+            return None
+        try:
+            if self._stopped.get_loop() is not asyncio.get_running_loop():
+                return None
+        except RuntimeError:  # no running loop: a stop from synchronous code (garbage collection)
             return None
         answer = self._stopped.get_loop().create_future()
 
@@ -95,8 +102,8 @@ async def open_connection(connection: aiosqlite.Connection) -> aiosqlite.Connect
             connection._connection = opened.result()
         await _uninterrupted(connection.stop())  # closes the file on the thread, which then ends
         raise
-    except BaseException:
-        connection.stop()  # the open failed: the thread ends
+    except Exception:
+        await _uninterrupted(connection.stop())  # the open failed: the thread ends before the caller goes on
         raise
     return connection
 

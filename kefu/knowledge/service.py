@@ -155,8 +155,8 @@ _PUBLISHED = (KbEntry.id, KbEntry.language, KbEntry.category, KbEntry.channels, 
 
 
 async def _load_published(session: AsyncSession, tenant_id: str) -> list[Row[Any]]:
-    """The published content as plain rows. ORM objects took 3.6 times as long to load (2.0 s against 0.55 s for
-    15,000 entries, medians of three runs on 2 noisy shared cores: ``bench/slow_work.py --runs 3``), and on
+    """The published content as plain rows. ORM objects took 3.6-4.4 times as long to load (1.4-2.0 s against
+    0.33-0.55 s for 15,000 entries: two runs of ``bench/slow_work.py --runs 3`` on 2 noisy shared cores), and on
     SQLite the loading transaction holds the write lock."""
     return list((await session.execute(
         select(*_PUBLISHED)

@@ -250,7 +250,7 @@ async def release_retrain(uow: UnitOfWork, claim: RetrainClaim) -> None:
 async def do_retrain(unit_of_work: Callable[[], UnitOfWork], *, tenant_id: str) -> tuple[NluModel, NluPipeline]:
     """Retrain the tenant's model (defaults + its examples + its order patterns) and bump its version.
 
-    Three units of work, each committed here, because training takes seconds (17 s with 20,000 examples,
+    Three units of work, each committed here, because training takes seconds (10-17 s with 20,000 examples,
     ``bench/slow_work.py``) and must not run inside a transaction: on SQLite any transaction holds the
     database's only write lock, and on PostgreSQL the row lock and a pooled connection. So: claim the model and read the
     data (``claim_retrain``), train with no transaction open, then store the version only if the claim

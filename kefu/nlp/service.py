@@ -71,9 +71,9 @@ _training: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asynci
 
 # How long a retrain's claim on a tenant's model (status "training") keeps other retrains out. A claim older
 # than this was left by a retrain that will never finish (its node died or restarted), and the next retrain
-# takes it over. Training the most a tenant may have, 20,000 examples, took 17 s (median; 16 to 20 s over three
-# runs, 2 cores, noisy shared machine: `bench/slow_work.py --runs 3`): fifteen minutes leaves room for a machine
-# many times slower or busier, while a crash keeps a tenant from retraining for at most a quarter of an hour.
+# takes it over. Training the most a tenant may have, 20,000 examples, took 10 to 17 s (medians of two runs of
+# `bench/slow_work.py --runs 3` on 2 noisy shared cores, at different moments): fifteen minutes leaves room for a
+# machine many times slower or busier, while a crash keeps a tenant from retraining for at most a quarter of an hour.
 # A live retrain that outlasts it loses only its own result (its finish answers 409).
 TRAINING_LEASE = timedelta(minutes=15)
 

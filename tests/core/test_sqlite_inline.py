@@ -10,16 +10,16 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import make_url, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kefu.core.db import close_engine, create_engine
-from kefu.core.sqlite_connection import connector
-from kefu.core.sqlite_inline import inline_connector
+from kefu.core.sqlite_connection import Connection, open_connection
+from kefu.core.sqlite_inline import InlineConnection
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
 from kefu.tenants.models import Tenant
@@ -122,49 +122,122 @@ def test_cancelling_a_write_that_waits_for_the_lock_neither_crashes_nor_leaves_t
     assert done.stdout.strip() == "rows 0", "the cancelled insert was not committed, and the lock is free"
 
 
-@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
-def test_a_connect_given_up_as_its_event_loop_ends_leaves_no_worker_thread_to_die(tmp_path: Path,
-                                                                                   inline: bool) -> None:
-    # A request cancelled while its connection opens, right before shutdown (or a test's end) closes the loop.
+KINDS = {"pooled": Connection, "inline": InlineConnection}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_connect_given_up_while_it_opens_leaves_no_worker_thread_to_die(tmp_path: Path, kind: str) -> None:
+    # A request cancelled while its connection opens, right before a shutdown (or a test's end) closes the loop:
     # aiosqlite's worker thread finished the open afterwards and died reporting it to the closed loop.
-    url = f"sqlite+aiosqlite:///{tmp_path / 'kefu.db'}"
+    path = tmp_path / "kefu.db"
 
     async def give_up_while_connecting() -> None:
-        engine = create_engine(url, inline=inline)
-        use = asyncio.ensure_future(_select_one(engine))
-        for _ in range(3):  # until the open is on the worker thread
-            await asyncio.sleep(0)
+        opening, release = threading.Event(), threading.Event()
+        use = asyncio.ensure_future(open_connection(KINDS[kind](_held_open(path, opening, release), 64)))
+        while not opening.is_set():
+            await asyncio.sleep(0.001)
         use.cancel()
+        threading.Timer(0.05, release.set).start()
         await asyncio.gather(use, return_exceptions=True)
-        await close_engine(engine)
+        assert use.cancelled()
 
     assert _worker_deaths(give_up_while_connecting) == []
+    assert _open_files(path) == []
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_connect_still_opening_when_its_event_loop_shuts_down_leaves_no_worker_thread_to_die(
+        tmp_path: Path, kind: str) -> None:
+    # The loop's shutdown cancels every task at once, the one opening the connection included.
+    path = tmp_path / "kefu.db"
+
+    async def shut_down_while_connecting() -> None:
+        opening, release = threading.Event(), threading.Event()
+        asyncio.ensure_future(open_connection(KINDS[kind](_held_open(path, opening, release), 64)))
+        while not opening.is_set():
+            await asyncio.sleep(0.001)
+        threading.Timer(0.05, release.set).start()  # returning now: asyncio.run cancels the open, closes the loop
+
+    assert _worker_deaths(shut_down_while_connecting) == []
+    assert _open_files(path) == []
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_connect_that_fails_leaves_no_worker_thread_to_die(tmp_path: Path, kind: str) -> None:
+    async def fail_to_connect() -> None:
+        with pytest.raises(sqlite3.OperationalError):
+            await open_connection(KINDS[kind](partial(sqlite3.connect, str(tmp_path / "missing" / "kefu.db")), 64))
+
+    # The thread answers the failure, then the stop, unless the loop has closed in between: a race, hence 50 runs.
+    assert _worker_deaths(fail_to_connect, runs=50) == []
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("stop_first", [False, True], ids=["close-then-stop", "stop-then-close"])
+async def test_a_connection_stopped_while_it_closes_finishes_closing(tmp_path: Path, kind: str,
+                                                                     stop_first: bool) -> None:
+    # SQLAlchemy terminates the connection of a cancelled statement with a graceful close in a shielded task;
+    # if the caller is cancelled again meanwhile (a shutdown re-cancels tasks that run on), it also stops the
+    # connection. aiosqlite's thread answers only the first stop, so the close waited forever, and with it the
+    # node's shutdown.
+    path = tmp_path / "kefu.db"
+    connection = await open_connection(KINDS[kind](partial(sqlite3.connect, str(path), check_same_thread=False), 64))
+    await connection.execute("CREATE TABLE t (x)")
+    busy, release = threading.Event(), threading.Event()
+    in_use = getattr(connection, "_in_use", threading.Lock())  # taken, the inline connection queues its calls too
+
+    def statement_of_a_cancelled_caller() -> None:  # say one waiting for the write lock: the close queues behind it
+        with in_use:
+            busy.set()
+            release.wait(10)
+
+    connection._tx.put_nowait((None, statement_of_a_cancelled_caller))
+    while not busy.is_set():
+        await asyncio.sleep(0.001)
+    if stop_first:
+        connection.stop()
+    closing = asyncio.ensure_future(connection.close())
+    await asyncio.sleep(0)
+    if not stop_first:
+        connection.stop()
+    release.set()
+    await asyncio.wait_for(closing, 5)
+    await asyncio.wait_for(connection.close(), 5)  # and again: nothing left to wait for
+    connection._thread.join(5)
+    assert not connection._thread.is_alive()
+    assert _open_files(path) == []
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
-def test_a_connect_still_opening_when_its_event_loop_shuts_down_leaves_no_worker_thread_to_die(
-        tmp_path: Path, inline: bool) -> None:
-    # The loop's shutdown cancels every task at once, the one opening the connection included.
-    open_database = (inline_connector if inline else connector)(str(tmp_path / "kefu.db"))
-
-    async def use() -> None:
-        connection = await open_database()
-        await connection.close()
-
-    async def shut_down_while_connecting() -> None:
-        asyncio.ensure_future(use())
-        await asyncio.sleep(0)  # the open is queued for the worker thread; asyncio.run then shuts down
-
-    assert _worker_deaths(shut_down_while_connecting) == []
+async def test_both_engines_open_their_connections_this_way(tmp_path: Path, inline: bool) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'kefu.db'}", inline=inline)
+    try:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            assert isinstance(raw.driver_connection, InlineConnection if inline else Connection)
+    finally:
+        await close_engine(engine)
 
 
-def _worker_deaths(scenario: Callable[[], Coroutine[Any, Any, None]]) -> list[BaseException | None]:
-    """Run ``scenario`` on 30 fresh event loops; return what killed threads meanwhile."""
+def _held_open(path: Path, opening: threading.Event, release: threading.Event) -> Callable[[], sqlite3.Connection]:
+    """A connector whose open waits for ``release``: whatever the test does meanwhile lands while it opens."""
+
+    def open_database() -> sqlite3.Connection:
+        opening.set()
+        release.wait(10)
+        return sqlite3.connect(str(path), check_same_thread=False)
+
+    return open_database
+
+
+def _worker_deaths(scenario: Callable[[], Coroutine[Any, Any, None]], runs: int = 5) -> list[BaseException | None]:
+    """Run ``scenario`` on ``runs`` fresh event loops; return what killed the threads they started."""
     before = set(threading.enumerate())
     deaths: list[BaseException | None] = []
-    previous, threading.excepthook = threading.excepthook, lambda args: deaths.append(args.exc_value)
+    previous = threading.excepthook
+    threading.excepthook = lambda args: None if args.thread in before else deaths.append(args.exc_value)
     try:
-        for _ in range(30):
+        for _ in range(runs):
             asyncio.run(scenario())
         for thread in set(threading.enumerate()) - before:
             thread.join(5)
@@ -173,30 +246,7 @@ def _worker_deaths(scenario: Callable[[], Coroutine[Any, Any, None]]) -> list[Ba
     return deaths
 
 
-async def _select_one(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.exec_driver_sql("SELECT 1")
-
-
-@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
-@pytest.mark.parametrize("stop_first", [False, True], ids=["close-then-stop", "stop-then-close"])
-async def test_a_connection_stopped_while_it_closes_finishes_closing(tmp_path: Path, inline: bool,
-                                                                     stop_first: bool) -> None:
-    # SQLAlchemy terminates the connection of a cancelled statement with a graceful close in a shielded task;
-    # if the caller is cancelled again meanwhile (a shutdown re-cancels tasks that run on), it also stops the
-    # connection. aiosqlite's thread answers only the first stop, so the close waited forever, and with it the
-    # node's shutdown.
-    path = tmp_path / "kefu.db"
-    connection = await (inline_connector if inline else connector)(str(path))()
-    await connection.execute("CREATE TABLE t (x)")
-    if stop_first:
-        connection.stop()
-    closing = asyncio.ensure_future(connection.close())
-    await asyncio.sleep(0)
-    connection.stop()
-    await asyncio.wait_for(closing, 10)
-    await asyncio.wait_for(connection.close(), 10)  # and again: nothing left to wait for
-    connection._thread.join(10)
-    assert not connection._thread.is_alive()
-    assert not [fd for fd in os.listdir("/proc/self/fd")
-                if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(path.resolve()))], "the file is closed"
+def _open_files(path: Path) -> list[str]:
+    """This process's open files of the database at ``path`` (the file, its -wal and -shm)."""
+    names = (os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd"))
+    return [name for name in names if name.startswith(str(path.resolve()))]
