@@ -29,6 +29,24 @@ import aiosqlite
 ITER_CHUNK_SIZE = 64  # aiosqlite's default: rows a cursor fetches per hand-off
 
 
+class SQLiteConnection(sqlite3.Connection):
+    """A sqlite3 connection that ends its transaction when it is closed.
+
+    While a cursor still holds an unfinished statement (the traceback of a cancelled query keeps one alive), sqlite3's
+    close leaves a "zombie" connection that keeps its transaction, and with it the write lock every transaction here
+    takes (``BEGIN IMMEDIATE``), until the garbage collector frees the cursor. Every other writer of the database,
+    other processes too, meanwhile fails with "database is locked". A rollback first ends the transaction at once
+    (it aborts pending reads).
+    """
+
+    def close(self) -> None:
+        try:
+            if self.in_transaction:
+                self.rollback()
+        finally:
+            super().close()
+
+
 class Connection(aiosqlite.Connection):
     """aiosqlite's connection whose ``stop`` and ``close`` may come in any order, any number of times."""
 
@@ -78,7 +96,8 @@ def connector(*args: Any, **kwargs: Any) -> Callable[[], Any]:
     """An ``async_creator`` for SQLAlchemy: ``sqlite3.connect(*args, **kwargs)`` on a ``Connection``."""
 
     async def connect() -> Connection:
-        return await open_connection(Connection(partial(sqlite3.connect, *args, **kwargs), ITER_CHUNK_SIZE))
+        opener = partial(sqlite3.connect, *args, factory=SQLiteConnection, **kwargs)
+        return await open_connection(Connection(opener, ITER_CHUNK_SIZE))
 
     return connect
 

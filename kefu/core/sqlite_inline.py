@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kefu.core.sqlite_connection import Connection, open_connection
+from kefu.core.sqlite_connection import Connection, SQLiteConnection, open_connection
 
 BUSY_WAIT_MS = 30_000  # how long a statement handed to the worker thread waits for the write lock
 # Queued writes of fewer bound values (about 100 chat messages with their outbox rows) commit inline: the hand-off
@@ -135,7 +135,8 @@ def inline_connector(database: str, **kwargs: Any) -> Callable[[], Any]:
         def open_database() -> sqlite3.Connection:
             # Opened on the worker thread, used from the loop's thread as well (never at the same time).
             # A large statement cache: the multi-row writes add a prepared text per chunk size (kefu.core.bulk).
-            return sqlite3.connect(database, check_same_thread=False, cached_statements=512, **kwargs)
+            return sqlite3.connect(database, check_same_thread=False, cached_statements=512, factory=SQLiteConnection,
+                                   **kwargs)
 
         return await open_connection(InlineConnection(open_database, 64))
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import make_url, select
 
 from kefu.core.db import close_engine, create_engine
-from kefu.core.sqlite_connection import Connection, open_connection
+from kefu.core.sqlite_connection import Connection, SQLiteConnection, open_connection
 from kefu.core.sqlite_inline import InlineConnection
 from kefu.runtime import build_runtime
 from kefu.tenants import actions as tenant_actions
@@ -215,8 +215,36 @@ async def test_both_engines_open_their_connections_this_way(tmp_path: Path, inli
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
             assert isinstance(raw.driver_connection, InlineConnection if inline else Connection)
+            assert isinstance(raw.driver_connection._connection, SQLiteConnection)
     finally:
         await close_engine(engine)
+
+
+@pytest.mark.parametrize("factory", [SQLiteConnection, sqlite3.Connection], ids=["ours", "sqlite3"])
+def test_closing_a_connection_whose_cursor_lives_on_frees_the_write_lock(tmp_path: Path,
+                                                                         factory: type[sqlite3.Connection]) -> None:
+    # What a cancelled query leaves behind: its cursor, kept alive by the error's traceback, holds an unfinished
+    # statement. sqlite3's close then leaves a "zombie" connection that keeps the transaction and its write lock
+    # until the garbage collector frees the cursor; meanwhile every other writer fails with "database is locked".
+    path = str(tmp_path / "kefu.db")
+    connection = sqlite3.connect(path, factory=factory, isolation_level=None)
+    connection.execute("CREATE TABLE t (x)")
+    connection.execute("INSERT INTO t VALUES (1), (2)")
+    connection.execute("BEGIN IMMEDIATE")
+    cursor = connection.execute("SELECT x FROM t")
+    assert cursor.fetchone() == (1,)  # the statement is not finished
+    connection.close()
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        if factory is SQLiteConnection:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        else:  # the plain connection shows the failure this guards against (and that the test can see it)
+            with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                other.execute("BEGIN IMMEDIATE")
+    finally:
+        other.close()
+        del cursor
 
 
 def _held_open(path: Path, opening: threading.Event, release: threading.Event) -> Callable[[], sqlite3.Connection]:
