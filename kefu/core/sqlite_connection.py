@@ -40,11 +40,10 @@ class SQLiteConnection(sqlite3.Connection):
     """
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):  # a rollback refused (pending writes): the close does what it can
             if self.in_transaction:
                 self.rollback()
-        finally:
-            super().close()
+        super().close()
 
 
 class Connection(aiosqlite.Connection):
