@@ -1,8 +1,7 @@
-"""Opening and closing aiosqlite connections so that a cancellation leaves no thread or task behind.
+"""Opening and closing SQLite connections so that a cancellation leaves no thread, task or lock behind.
 
 Every SQLite connection here is an aiosqlite connection: a worker thread owns the file and answers each call
-through the event loop. Two of aiosqlite's own paths went wrong around cancellations, at a node's shutdown and
-at a test's end:
+through the event loop. Three paths went wrong around cancellations, at a node's shutdown and at a test's end:
 
 * A task cancelled while its connection opened gave up at once; the thread finished the open afterwards and
   reported it to the event loop. If the loop had closed by then, the thread died ("Event loop is closed") and
@@ -13,6 +12,8 @@ at a test's end:
   ``close()`` runs in a shielded task, and if the caller is cancelled again meanwhile (a shutdown re-cancels
   tasks that run on), it ``stop()``s the connection. The shielded close then never ended, and neither did the
   event loop's shutdown waiting for it. ``Connection`` makes ``stop`` and ``close`` safe to repeat.
+* sqlite3 closed a connection whose cancelled query's cursor lived on as a "zombie" that kept the write lock
+  (``SQLiteConnection``).
 """
 
 from __future__ import annotations
