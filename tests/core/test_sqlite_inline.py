@@ -1,4 +1,5 @@
-"""The group committer's inline SQLite connection: it waits for another writer without freezing the node."""
+"""SQLite connections: the group committer's inline one waits for another writer without freezing the node, and
+none leaves a thread, a hung close or the write lock behind when its caller is cancelled (core/sqlite_connection)."""
 
 from __future__ import annotations
 
