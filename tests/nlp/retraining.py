@@ -16,6 +16,7 @@ from kefu.nlp import actions as nlp_actions
 from kefu.nlp import service as nlp_service
 from kefu.nlp.models import NluModel
 from kefu.runtime import Runtime
+from tests.factories import create_tenant
 
 EXAMPLES = ["能帮我包装成礼物吗", "可以礼品包装吗", "需要礼物包装", "can you gift wrap it", "please wrap it as a present"]
 
@@ -41,6 +42,16 @@ async def retrain(runtime: Runtime, tenant_id: str) -> int | str:
 async def stored(runtime: Runtime, tenant_id: str) -> NluModel | None:
     async with runtime.sessionmaker() as session:
         return await session.scalar(select(NluModel).where(NluModel.tenant_id == tenant_id))
+
+
+async def trained_tenant(runtime: Runtime) -> tuple[Any, NluModel]:
+    """A new tenant with ``EXAMPLES`` and its first retrain stored (version 1): the tenant and its model row."""
+    tenant = await create_tenant(runtime)
+    await add_examples(runtime, tenant.id, EXAMPLES)
+    assert await retrain(runtime, tenant.id) == 1
+    model = await stored(runtime, tenant.id)
+    assert model is not None
+    return tenant, model
 
 
 async def current_hash(runtime: Runtime, tenant_id: str) -> str:

@@ -13,7 +13,7 @@ from kefu.nlp.pipeline import NluPipeline, registry
 from kefu.runtime import Runtime
 from tests.conftest import runtime_on
 from tests.factories import create_tenant
-from tests.nlp.retraining import EXAMPLES, add_examples, retrain, stored, thread_work_held
+from tests.nlp.retraining import EXAMPLES, add_examples, retrain, thread_work_held, trained_tenant
 
 
 def _as_after_a_restart(tenant_id: str) -> None:
@@ -22,11 +22,7 @@ def _as_after_a_restart(tenant_id: str) -> None:
 
 
 async def test_callers_wait_for_a_reload_with_no_transaction_open(runtime: Runtime) -> None:
-    tenant = await create_tenant(runtime)
-    await add_examples(runtime, tenant.id, EXAMPLES)
-    assert await retrain(runtime, tenant.id) == 1
-    model = await stored(runtime, tenant.id)
-    assert model is not None
+    tenant, model = await trained_tenant(runtime)
     _as_after_a_restart(tenant.id)
     sessions = [runtime.sessionmaker() for _ in range(3)]
     began: set[int] = set()
@@ -66,9 +62,7 @@ async def test_callers_wait_for_a_reload_with_no_transaction_open(runtime: Runti
 async def test_reloads_of_one_tenant_in_two_event_loops(runtime: Runtime, sqlite_url: str) -> None:
     """One process may run several event loops (a server's beside the tests'): a loop's callers must not
     wait on another loop's lock."""
-    tenant = await create_tenant(runtime)
-    await add_examples(runtime, tenant.id, EXAMPLES)
-    assert await retrain(runtime, tenant.id) == 1
+    tenant, _ = await trained_tenant(runtime)
 
     async def contended_reload() -> list[NluPipeline]:
         async with runtime_on(sqlite_url) as rt:  # an engine of the running loop

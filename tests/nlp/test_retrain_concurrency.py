@@ -10,7 +10,7 @@ from kefu.nlp.pipeline import registry
 from kefu.runtime import Runtime, build_runtime
 from tests.conftest import close_runtime, make_settings
 from tests.factories import create_tenant
-from tests.nlp.retraining import EXAMPLES, add_examples, current_hash, retrain, stored, thread_work_held
+from tests.nlp.retraining import EXAMPLES, add_examples, current_hash, retrain, stored, thread_work_held, trained_tenant
 
 
 async def test_concurrent_retrains_never_share_a_version(db_url: str) -> None:
@@ -68,11 +68,7 @@ async def test_a_retrain_is_refused_while_another_holds_its_claim(db_url: str) -
 
 
 async def test_a_node_reloads_when_its_model_was_trained_on_other_data(runtime: Runtime) -> None:
-    tenant = await create_tenant(runtime)
-    await add_examples(runtime, tenant.id, EXAMPLES)
-    assert await retrain(runtime, tenant.id) == 1
-    model = await stored(runtime, tenant.id)
-    assert model is not None
+    tenant, model = await trained_tenant(runtime)
     # This node holds version 1 trained on something else (as after two retrains that both wrote version 1).
     stale = nlp_service.build_pipeline(examples=[], patterns=[], version=1)
     registry.forget(tenant.id)
