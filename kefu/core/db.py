@@ -160,7 +160,8 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        database = make_url(url).database or ""
+        parsed = make_url(url)
+        database = parsed.database or ""
         inline = inline and database not in ("", ":memory:")
         # hide_parameters: a failing statement is logged without its values (message bodies, PII).
         if inline:
@@ -168,7 +169,7 @@ def create_engine(url: str, *, echo: bool = False, inline: bool = False) -> Asyn
                                          json_deserializer=_json_loads,
                                          async_creator=inline_connector(database, timeout=0))
         else:
-            args, options = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))  # as SQLAlchemy would
+            args, options = SQLiteDialect_aiosqlite().create_connect_args(parsed)  # as SQLAlchemy would
             engine = create_async_engine(url, echo=echo, hide_parameters=True, json_serializer=_json_dumps,
                                          json_deserializer=_json_loads,
                                          async_creator=connector(*args, **{**options, "timeout": 30}))
