@@ -9,7 +9,10 @@ For each N (default 100 and 1,000) and each of ``--runs`` runs, on a fresh SQLit
   * saturation phase: every customer sends its next message as soon as the previous one is acknowledged
     (stored and committed); reports stored messages per second (customer messages + agent replies), and the
     server's CPU time per stored message (a figure other load on the machine hardly moves);
-  * the same N connections against a bare echo server (closed loop) give the ceiling; the ratio is printed.
+  * the same N connections against a bare echo server (closed loop) give the ceiling; the ratio is printed;
+  * storage-free phase (``--phases storage-free``, not in the default set): the saturation phase against a node
+    whose chat messages skip the database (``bench/storage_free_node.py``): what sockets, acknowledgements and
+    the fan-out alone reach, so the share of the node's CPU that storage takes shows in one run.
 The customers are spread over ``--client-procs`` processes (one Python process cannot drive 1,000 sockets
 fast enough to saturate the server); the 4 agents run in this one. Latency is measured across processes on
 the shared monotonic clock: a customer writes its send time into the client message id. The server's group
@@ -299,14 +302,16 @@ async def run_customers(url: str, tokens: list[str | None], mode: str, procs: in
                 worker.kill()
 
 
-async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Path | None = None) -> dict[str, float]:
+async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Path | None = None,
+                   storage: bool = True) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
     database_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     inbox_id, logins = await seed(database_url)
     port = free_port()
     env = {**os.environ, "KEFU_DATABASE_URL": database_url, "KEFU_LOG_LEVEL": "WARNING",
            "KEFU_ENVIRONMENT": "development"}
-    proc = subprocess.Popen([sys.executable, "-m", "kefu.cli", "serve", "--no-migrate", "--port", str(port)],
+    node = ["-m", "kefu.cli"] if storage else [str(ROOT / "bench" / "storage_free_node.py")]
+    proc = subprocess.Popen([sys.executable, *node, "serve", "--no-migrate", "--port", str(port)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     agent_ws, tasks = [], []
@@ -447,7 +452,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--client-procs", type=int, default=2,
                         help="processes the simulated customers are spread over (agents stay in this one)")
-    parser.add_argument("--phases", nargs="+", choices=["paced", "saturated", "echo"],
+    parser.add_argument("--phases", nargs="+", choices=["paced", "saturated", "storage-free", "echo"],
                         default=["paced", "saturated", "echo"])
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server (first run)")
     parser.add_argument("--warmup", type=float, default=WARMUP, help="seconds before the measured window")
@@ -459,7 +464,7 @@ async def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     for n in args.customers:
-        paced, sat, echo_ws, echo_fa = [], [], [], []
+        paced, sat, free, echo_ws, echo_fa = [], [], [], [], []
         for run in range(args.runs):
             def profile_path(phase: str, n: int = n, run: int = run) -> Path | None:
                 return args.profile / f"server-{phase}-n{n}.txt" if args.profile and run == 0 else None
@@ -467,6 +472,9 @@ async def main() -> None:
                 paced.append(await chat_run(n, args.seconds, True, procs, profile_path("paced")))
             if "saturated" in args.phases:
                 sat.append(await chat_run(n, args.seconds, False, procs, profile_path("saturated")))
+            if "storage-free" in args.phases:
+                free.append(await chat_run(n, args.seconds, False, procs, profile_path("storage-free"),
+                                           storage=False))
             if "echo" in args.phases:
                 echo_ws.append(await echo_run("websockets", n, args.seconds, procs))
                 echo_fa.append(await echo_run("fastapi", n, args.seconds, procs))
@@ -491,6 +499,14 @@ async def main() -> None:
                   f" of a core; client {med(sat, 'client_cpu_share'):.0%}; commits of {med(sat, 'batch'):.1f} writes"
                   f" taking {med(sat, 'commit_ms'):.1f} ms; GC paused it {med(sat, 'gc_share'):.1%} of the time"
                   f" ({med(sat, 'gc_collections'):.0f} collections)")
+        if free:
+            print(f"  storage-free node, saturated: stored {med(free, 'stored_per_s'):.0f} msgs/s (customer"
+                  f" {med(free, 'customer_msgs_per_s'):.0f}/s + replies), customer→agent p99 {med(free, 'p99_ms'):.1f} ms;"
+                  f" server CPU {med(free, 'cpu_ms_per_msg'):.2f} ms per message, busy {med(free, 'server_cpu_share'):.0%}"
+                  f" of a core; client {med(free, 'client_cpu_share'):.0%}")
+            if sat:
+                print(f"  storage's share of the node's CPU per stored message:"
+                      f" {1 - med(free, 'cpu_ms_per_msg') / med(sat, 'cpu_ms_per_msg'):.0%}")
         if echo_ws:
             print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
                   f" {statistics.median(echo_fa):.0f} msgs/s")
@@ -498,6 +514,10 @@ async def main() -> None:
             sat_rate = med(sat, "stored_per_s")
             print(f"  ratio chat/echo: {sat_rate / statistics.median(echo_ws):.0%} of websockets echo,"
                   f" {sat_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
+        if free and echo_ws:
+            free_rate = med(free, "stored_per_s")
+            print(f"  ratio storage-free/echo: {free_rate / statistics.median(echo_ws):.0%} of websockets echo,"
+                  f" {free_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
 
 
 if __name__ == "__main__":
