@@ -12,7 +12,9 @@ For each N (default 100 and 1,000) and each of ``--runs`` runs, on a fresh SQLit
   * the same N connections against a bare echo server (closed loop) give the ceiling; the ratio is printed;
   * storage-free phase (``--phases storage-free``, not in the default set): the saturation phase against a node
     whose chat messages skip the database (``bench/storage_free_node.py``): what sockets, acknowledgements and
-    the fan-out alone reach, so the share of the node's CPU that storage takes shows in one run.
+    the fan-out alone reach, so the share of the node's CPU that storage takes shows in one run;
+  * writer-process phase (``--phases writer-process``, not in the default set): the saturation phase against a
+    node whose chat batches are stored by a second process (``bench/writer_process_node.py``, a sketch).
 The customers are spread over ``--client-procs`` processes (one Python process cannot drive 1,000 sockets
 fast enough to saturate the server); the 4 agents run in this one. Latency is measured across processes on
 the shared monotonic clock: a customer writes its send time into the client message id. The server's group
@@ -68,6 +70,19 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU time so far of the processes ``pid`` started (the writer process of ``--phases writer-process``)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
@@ -302,16 +317,19 @@ async def run_customers(url: str, tokens: list[str | None], mode: str, procs: in
                 worker.kill()
 
 
+NODES = {"kefu": ["-m", "kefu.cli"], "storage-free": [str(ROOT / "bench" / "storage_free_node.py")],
+         "writer-process": [str(ROOT / "bench" / "writer_process_node.py")]}
+
+
 async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Path | None = None,
-                   storage: bool = True) -> dict[str, float]:
+                   node: str = "kefu") -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
     database_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     inbox_id, logins = await seed(database_url)
     port = free_port()
     env = {**os.environ, "KEFU_DATABASE_URL": database_url, "KEFU_LOG_LEVEL": "WARNING",
            "KEFU_ENVIRONMENT": "development"}
-    node = ["-m", "kefu.cli"] if storage else [str(ROOT / "bench" / "storage_free_node.py")]
-    proc = subprocess.Popen([sys.executable, *node, "serve", "--no-migrate", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, *NODES[node], "serve", "--no-migrate", "--port", str(port)],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     agent_ws, tasks = [], []
@@ -343,9 +361,11 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
             async def meter() -> None:
                 await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
                 marks["server"], marks["agents"] = cpu_seconds(proc.pid), time.process_time()
+                marks["writer"] = children_cpu_seconds(proc.pid)
                 before = await server_totals(base)
                 await asyncio.sleep(max(0.0, window.t1 - time.perf_counter()))
                 marks["server"] = cpu_seconds(proc.pid) - marks["server"]
+                marks["writer"] = children_cpu_seconds(proc.pid) - marks["writer"]
                 marks["agents"] = time.process_time() - marks["agents"]
                 after = await server_totals(base)
                 batches = after["batches"] - before["batches"]
@@ -378,6 +398,8 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
                 # Server CPU per stored message: unlike msgs/s, barely moved by other load on the machine.
                 "cpu_ms_per_msg": marks.get("server", float("nan")) * 1000 / max(1, acked + stats.replies_acked),
                 "server_cpu_share": marks.get("server", float("nan")) / seconds,
+                "writer_cpu_ms_per_msg": marks.get("writer", float("nan")) * 1000 / max(1, acked + stats.replies_acked),
+                "writer_cpu_share": marks.get("writer", float("nan")) / seconds,
                 "client_cpu_share": (sum(r["cpu"] for r in results) + marks.get("agents", 0.0)) / seconds,
                 "batch": marks.get("batch", float("nan")), "commit_ms": marks.get("commit_ms", float("nan")),
                 "gc_share": marks.get("gc_share", float("nan")),
@@ -452,7 +474,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--client-procs", type=int, default=2,
                         help="processes the simulated customers are spread over (agents stay in this one)")
-    parser.add_argument("--phases", nargs="+", choices=["paced", "saturated", "storage-free", "echo"],
+    parser.add_argument("--phases", nargs="+", choices=["paced", "saturated", "storage-free", "writer-process", "echo"],
                         default=["paced", "saturated", "echo"])
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server (first run)")
     parser.add_argument("--warmup", type=float, default=WARMUP, help="seconds before the measured window")
@@ -464,7 +486,7 @@ async def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     for n in args.customers:
-        paced, sat, free, echo_ws, echo_fa = [], [], [], [], []
+        paced, sat, free, writer, echo_ws, echo_fa = [], [], [], [], [], []
         for run in range(args.runs):
             def profile_path(phase: str, n: int = n, run: int = run) -> Path | None:
                 return args.profile / f"server-{phase}-n{n}.txt" if args.profile and run == 0 else None
@@ -474,7 +496,10 @@ async def main() -> None:
                 sat.append(await chat_run(n, args.seconds, False, procs, profile_path("saturated")))
             if "storage-free" in args.phases:
                 free.append(await chat_run(n, args.seconds, False, procs, profile_path("storage-free"),
-                                           storage=False))
+                                           node="storage-free"))
+            if "writer-process" in args.phases:
+                writer.append(await chat_run(n, args.seconds, False, procs, profile_path("writer-process"),
+                                             node="writer-process"))
             if "echo" in args.phases:
                 echo_ws.append(await echo_run("websockets", n, args.seconds, procs))
                 echo_fa.append(await echo_run("fastapi", n, args.seconds, procs))
@@ -507,6 +532,13 @@ async def main() -> None:
             if sat:
                 print(f"  storage's share of the node's CPU per stored message:"
                       f" {1 - med(free, 'cpu_ms_per_msg') / med(sat, 'cpu_ms_per_msg'):.0%}")
+        if writer:
+            print(f"  writer-process node, saturated: stored {med(writer, 'stored_per_s'):.0f} msgs/s (customer"
+                  f" {med(writer, 'customer_msgs_per_s'):.0f}/s + replies), customer→agent p99"
+                  f" {med(writer, 'p99_ms'):.1f} ms; node CPU {med(writer, 'cpu_ms_per_msg'):.2f} ms per message"
+                  f" (busy {med(writer, 'server_cpu_share'):.0%} of a core), writer"
+                  f" {med(writer, 'writer_cpu_ms_per_msg'):.2f} ms (busy {med(writer, 'writer_cpu_share'):.0%});"
+                  f" client {med(writer, 'client_cpu_share'):.0%}")
         if echo_ws:
             print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
                   f" {statistics.median(echo_fa):.0f} msgs/s")
@@ -514,6 +546,10 @@ async def main() -> None:
             sat_rate = med(sat, "stored_per_s")
             print(f"  ratio chat/echo: {sat_rate / statistics.median(echo_ws):.0%} of websockets echo,"
                   f" {sat_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
+        if writer and echo_ws:
+            writer_rate = med(writer, "stored_per_s")
+            print(f"  ratio writer-process/echo: {writer_rate / statistics.median(echo_ws):.0%} of websockets echo,"
+                  f" {writer_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
         if free and echo_ws:
             free_rate = med(free, "stored_per_s")
             print(f"  ratio storage-free/echo: {free_rate / statistics.median(echo_ws):.0%} of websockets echo,"
