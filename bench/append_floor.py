@@ -1,14 +1,18 @@
 """The floor of a chat batch's storage: the group committer's steady-state work as bare sqlite3 calls.
 
-A batch of widget messages that append to open conversations runs, in one ``BEGIN IMMEDIATE`` transaction, the
-statements the group committer runs (``kefu.channels.actions.do_post_visitor_messages``): mark the previous
-batch's events published, read the outbox's highest id, find each visitor's contact and live conversation,
-look up the client message ids already stored, insert the messages and their outbox events (the same
-``message.created`` payload as JSON), update the conversations, commit. Here they are plain ``sqlite3`` calls
-on one thread with the least Python that builds the same rows: no asyncio, no SQLAlchemy, no pydantic, one
-timestamp per batch. Against the same schema (migrated by kefu) and the same set-up, the committer's own CPU
-per message (``bench/group_commit.py``'s transaction) is printed in the same run: the gap is what any
-rewrite of the committer's Python could win at most, and the floor is what storage costs even then.
+A batch of widget messages that append to open conversations does, in one ``BEGIN IMMEDIATE`` transaction, the
+work of the group committer (``kefu.channels.actions.do_post_visitor_messages``): mark the previous batch's
+events published, read the outbox's highest id, find each visitor's contact and live conversation, look up the
+client message ids already stored, insert the messages and their outbox events (the same ``message.created``
+payload as JSON), update the conversations, commit. Here that is plain ``sqlite3`` calls on one thread with
+the least Python that builds the same rows, on a connection set up as kefu's (WAL, ``synchronous=NORMAL``,
+foreign keys on, the same auto-checkpoint): no asyncio, no SQLAlchemy, no pydantic, one timestamp per batch.
+Where it does less than the committer, on purpose or for brevity: one join finds contact and conversation
+(kefu runs two queries and reads every conversation column), the inboxes' state is not read, conversations
+update with one ``UPDATE … FROM (VALUES …)``, and nothing handles a first message, a repeat or a refusal.
+Against the same schema (migrated by kefu) and the same set-up, the committer's own CPU per message
+(``bench/group_commit.py``'s transaction) is printed in the same run: the gap is about what a rewrite of the
+committer's Python could win, and the floor is what storage costs even then.
 Prints medians over ``--runs`` transactions per size, with the machine's core count.
 Usage: ``.venv/bin/python bench/append_floor.py [--sizes 64 256] [--runs 60]``.
 """
@@ -37,6 +41,7 @@ from group_commit import BODY, batches  # noqa: E402
 from kefu.channels import actions as channel_actions  # noqa: E402
 from kefu.channels import visitor_tokens  # noqa: E402
 from kefu.channels.schemas import InboxCreate, WidgetSessionCreate  # noqa: E402
+from kefu.core.db import SQLITE_AUTOCHECKPOINT_PAGES  # noqa: E402
 from kefu.core.ids import new_id  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
 from kefu.core.settings import Settings  # noqa: E402
@@ -95,7 +100,8 @@ def floor(path: Path, claims: list[visitor_tokens.VisitorClaims], runs: int) -> 
                      "last_message_preview = v.last_message_preview, message_count = v.message_count, "
                      "version = v.version, updated_at = v.updated_at FROM v WHERE conversations.id = v.id")
     connection = sqlite3.connect(path, isolation_level=None, cached_statements=64)
-    connection.execute("PRAGMA synchronous=NORMAL")
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON", f"wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}"):
+        connection.execute(f"PRAGMA {pragma}")
     published: tuple[int, int] | None = None
     cpu = []
     try:

@@ -2,17 +2,19 @@
 
 ``bench/chat_roundtrip.py --phases writer-process`` starts this instead of ``kefu serve``. It is ``kefu serve``
 with one change: when the group committer's batch holds only widget messages and agent replies, the node hands
-the items to a writer process (``multiprocessing``, spawned at start-up) and waits for its answer while the
-event loop goes on serving sockets. The writer runs kefu's own committer on its own connection to the same
-SQLite file (the same batch functions, statements and transaction) and sends back each item's outcome and the
-events the batch committed; the node publishes those on its bus and acknowledges the senders as usual. So the
-batch's Python and SQLite work move to the other core; what the node adds is pickling the items, outcomes and
-events across the pipe. Compared with the plain node in one run, it measures what moving storage off the
-event loop's thread would give on this machine, before any design work on it.
+the items to a writer process (``multiprocessing``, spawned when the first such batch comes, in the warm-up)
+and waits for its answer while the event loop goes on serving sockets. The writer runs kefu's own committer on
+its own connection to the same SQLite file (the same batch functions, statements and transaction) and sends
+back each item's outcome and the events the batch committed; the node publishes those on its bus and
+acknowledges the senders as usual. So the batch's Python and SQLite work move to the other core; what the node
+adds is pickling the items, outcomes and events across the pipe. Compared with the plain node in one run, it
+measures what moving storage off the event loop's thread would give on this machine, before any design work.
 
-A measurement sketch, not a design: up to two batches in flight, in order; the writer marks events published when they reach
-the node's bus (the node publishes right after); a refused item's error comes back with its code only; a
-writer that dies takes the node's chat with it. Nothing of kefu imports it.
+A measurement sketch, not a design: up to two batches in flight (a message that arrives while one is out
+starts the next), answered in order; the writer marks events published when it has handed them over (the node
+publishes right after); a refused item's error comes back with its code only; a writer that dies takes the
+node's chat with it. It replaces private methods of ``GroupCommitter`` (``_submit``, ``_flush_all``,
+``_run_straight``), so it follows that class's changes. Nothing of kefu imports it.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def _writer(connection: Any) -> None:
 
     GroupCommitter._run_straight = _run_straight  # type: ignore[method-assign]  (spawn re-ran this module)
     GroupCommitter._flush_all = _original_flush_all  # type: ignore[method-assign]
+    GroupCommitter._submit = _original_submit  # type: ignore[method-assign]
     prepare_serving_process()
 
     async def serve() -> None:
@@ -108,30 +111,54 @@ class _Writer:
 
     async def call(self, batch: list[tuple[str, Any]]) -> tuple[list[Any], list[Any]]:
         future = self.loop.create_future()
+        self.connection.send(batch)  # first: a batch that cannot be sent must not take a later batch's answer
         self.waiting.append(future)
-        self.connection.send(batch)
         return await future
 
 
 IN_FLIGHT = 2
+_wakeups: dict[int, asyncio.Event] = {}  # per committer: a new job wakes its flusher while batches are out
+
+
+def _submit(self: GroupCommitter, job: Any) -> None:
+    _original_submit(self, job)
+    wakeup = _wakeups.get(id(self))
+    if wakeup is not None:
+        wakeup.set()
 
 
 async def _flush_all(self: GroupCommitter) -> None:
-    """As ``GroupCommitter._flush_all``, with up to ``IN_FLIGHT`` batches being committed at once."""
-    running: set[asyncio.Task[None]] = set()
-    while self._queue or running:
-        while self._queue and len(running) < IN_FLIGHT:
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            running.add(asyncio.ensure_future(self._flush(batch)))
-        done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task.exception() is not None:
-                log.error("writer batch failed", exc_info=task.exception())
+    """As ``GroupCommitter._flush_all``, with up to ``IN_FLIGHT`` batches being committed at once: a job that
+    arrives while one batch is out starts the next batch at once."""
+    wakeup = _wakeups[id(self)] = asyncio.Event()
+    running: dict[asyncio.Future[None], list[Any]] = {}
+    try:
+        while self._queue or running:
+            while self._queue and len(running) < IN_FLIGHT:
+                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                running[asyncio.ensure_future(self._flush(batch))] = batch
+            wakeup.clear()
+            woken = asyncio.ensure_future(wakeup.wait())
+            done, _ = await asyncio.wait([*running, woken], return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            for task in done:
+                if task is woken:
+                    continue
+                batch = running.pop(task)  # type: ignore[arg-type]
+                error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+                if error is not None:  # as the original: every caller of the batch learns it
+                    log.error("writer batch failed", exc_info=error)
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(error)
+    finally:
+        _wakeups.pop(id(self), None)
 
 
 _writer_process: _Writer | None = None
 _run_straight = GroupCommitter._run_straight
 _original_flush_all = GroupCommitter._flush_all
+_original_submit = GroupCommitter._submit
 
 
 async def _in_writer(self: GroupCommitter, batch: list[Any]) -> list[Any] | None:
@@ -155,6 +182,7 @@ async def _in_writer(self: GroupCommitter, batch: list[Any]) -> list[Any] | None
 
 GroupCommitter._run_straight = _in_writer  # type: ignore[method-assign]
 GroupCommitter._flush_all = _flush_all  # type: ignore[method-assign]
+GroupCommitter._submit = _submit  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     from kefu.cli import app
