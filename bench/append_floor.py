@@ -36,18 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from group_commit import BODY, batches  # noqa: E402
+from group_commit import BODY, batches, widget_visitors  # noqa: E402
 
 from kefu.channels import actions as channel_actions  # noqa: E402
 from kefu.channels import visitor_tokens  # noqa: E402
-from kefu.channels.schemas import InboxCreate, WidgetSessionCreate  # noqa: E402
 from kefu.core.db import SQLITE_AUTOCHECKPOINT_PAGES  # noqa: E402
 from kefu.core.ids import new_id  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
 from kefu.core.settings import Settings  # noqa: E402
 from kefu.runtime import build_runtime, prepare_serving_process  # noqa: E402
-from kefu.tenants import actions as tenant_actions  # noqa: E402
-from kefu.tenants.schemas import TenantCreate  # noqa: E402
 
 
 async def open_conversations(size: int) -> tuple[Path, list[visitor_tokens.VisitorClaims]]:
@@ -57,16 +54,7 @@ async def open_conversations(size: int) -> tuple[Path, list[visitor_tokens.Visit
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
     try:
-        uow = runtime.unit_of_work()
-        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug="bench", name="Bench"))
-        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
-        claims = []
-        for _ in range(size):
-            widget = await channel_actions.do_start_widget_session(
-                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="zh")
-            claims.append(visitor_tokens.verify(runtime.settings.secret_key, widget.visitor_token))
-        await uow.commit()
-        await uow.session.close()
+        claims = await widget_visitors(runtime, size)
         await runtime.committer.run_batched_many(channel_actions.do_post_visitor_messages, [
             channel_actions.VisitorPost(claims=c, body=BODY, client_message_id=f"open-{i}")
             for i, c in enumerate(claims)])

@@ -542,19 +542,11 @@ async def main() -> None:
         if echo_ws:
             print(f"  bare echo ceiling: websockets {statistics.median(echo_ws):.0f} msgs/s, uvicorn+FastAPI"
                   f" {statistics.median(echo_fa):.0f} msgs/s")
-        if sat and echo_ws:
-            sat_rate = med(sat, "stored_per_s")
-            print(f"  ratio chat/echo: {sat_rate / statistics.median(echo_ws):.0%} of websockets echo,"
-                  f" {sat_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
-        if writer and echo_ws:
-            writer_rate = med(writer, "stored_per_s")
-            print(f"  ratio writer-process/echo: {writer_rate / statistics.median(echo_ws):.0%} of websockets echo,"
-                  f" {writer_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
-        if free and echo_ws:
-            free_rate = med(free, "stored_per_s")
-            print(f"  ratio storage-free/echo: {free_rate / statistics.median(echo_ws):.0%} of websockets echo,"
-                  f" {free_rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
-
+        for label, rows in (("chat", sat), ("writer-process", writer), ("storage-free", free)):
+            if rows and echo_ws:
+                rate = med(rows, "stored_per_s")
+                print(f"  ratio {label}/echo: {rate / statistics.median(echo_ws):.0%} of websockets echo,"
+                      f" {rate / statistics.median(echo_fa):.0%} of uvicorn+FastAPI echo")
 
 if __name__ == "__main__":
     asyncio.run(main())

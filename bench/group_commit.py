@@ -43,11 +43,26 @@ from kefu.core.db import run_core  # noqa: E402
 from kefu.core.ids import new_id  # noqa: E402
 from kefu.core.migrate import upgrade  # noqa: E402
 from kefu.core.settings import Settings  # noqa: E402
-from kefu.runtime import build_runtime, prepare_serving_process  # noqa: E402
+from kefu.runtime import Runtime, build_runtime, prepare_serving_process  # noqa: E402
 from kefu.tenants import actions as tenant_actions  # noqa: E402
 from kefu.tenants.schemas import TenantCreate  # noqa: E402
 
 BODY = "您好，我的订单 202611220001 什么时候发货？Where is my parcel? " * 2
+
+
+async def widget_visitors(runtime: Runtime, count: int) -> list[visitor_tokens.VisitorClaims]:
+    """A tenant with one web chat inbox and ``count`` widget visitors (their sessions' claims)."""
+    uow = runtime.unit_of_work()
+    tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug="bench", name="Bench"))
+    inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
+    claims = []
+    for _ in range(count):
+        widget = await channel_actions.do_start_widget_session(
+            uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="zh")
+        claims.append(visitor_tokens.verify(runtime.settings.secret_key, widget.visitor_token))
+    await uow.commit()
+    await uow.session.close()
+    return claims
 
 
 async def batches(size: int, runs: int, opening: bool = False) -> tuple[list[float], list[float]]:
@@ -59,16 +74,7 @@ async def batches(size: int, runs: int, opening: bool = False) -> tuple[list[flo
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
     try:
-        uow = runtime.unit_of_work()
-        tenant = await tenant_actions.do_create_tenant(uow, data=TenantCreate(slug="bench", name="Bench"))
-        inbox = await channel_actions.do_create_inbox(uow, tenant_id=tenant.id, data=InboxCreate(name="web"))
-        claims = []
-        for _ in range(size * (runs + 1) if opening else size):
-            widget = await channel_actions.do_start_widget_session(
-                uow, settings=runtime.settings, data=WidgetSessionCreate(inbox_id=inbox.id), locale="zh")
-            claims.append(visitor_tokens.verify(runtime.settings.secret_key, widget.visitor_token))
-        await uow.commit()
-        await uow.session.close()
+        claims = await widget_visitors(runtime, size * (runs + 1) if opening else size)
         cpu, loop_cpu = [], []
         for run in range(runs + 1):
             group = claims[run * size:(run + 1) * size] if opening else claims
