@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -150,7 +151,10 @@ async def main() -> None:
     for size in args.sizes:
         committer = statistics.median((await batches(size, args.runs))[0])
         path, claims = await open_conversations(size)
-        bare = statistics.median(await asyncio.to_thread(floor, path, claims, args.runs))
+        try:
+            bare = statistics.median(await asyncio.to_thread(floor, path, claims, args.runs))
+        finally:
+            shutil.rmtree(path.parent, ignore_errors=True)
         print(f"  transaction of {size:4d} widget messages: group committer {committer * 1000 / size:5.0f} µs CPU per"
               f" message, bare sqlite3 {bare * 1000 / size:5.0f} µs ({bare / committer:.0%})")
 

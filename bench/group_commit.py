@@ -70,7 +70,8 @@ async def batches(size: int, runs: int, opening: bool = False) -> tuple[list[flo
     warm-up transaction that also opens the conversations): the whole process's, and the event loop thread's
     alone (on SQLite the batch's writes and commit run on the connection's worker thread). With ``opening``
     every message is a new visitor's first: each opens a conversation and its routing task."""
-    url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-gc-')) / 'bench.db'}"
+    directory = Path(tempfile.mkdtemp(prefix="kefu-gc-"))
+    url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
     try:
@@ -88,6 +89,7 @@ async def batches(size: int, runs: int, opening: bool = False) -> tuple[list[flo
         return cpu, loop_cpu
     finally:
         await runtime.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def instructions(size: int, runs: int) -> float:
@@ -110,7 +112,8 @@ def instructions(size: int, runs: int) -> float:
 async def statement_costs(calls: int) -> dict[str, float]:
     """CPU microseconds per call of one small select on the committer's inline connection, written five ways
 (``run_core`` skips SQLAlchemy's execution there, kefu/core/inline_statements.py)."""
-    url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='kefu-stmt-')) / 'bench.db'}"
+    directory = Path(tempfile.mkdtemp(prefix="kefu-stmt-"))
+    url = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
     runtime = build_runtime(Settings(database_url=url, environment="development"))
     ids = ["inb_a", "inb_b"]
@@ -143,6 +146,7 @@ async def statement_costs(calls: int) -> dict[str, float]:
                 results[name] = (time.process_time() - started) / calls * 1e6
     finally:
         await runtime.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     return results
 
 
