@@ -42,7 +42,7 @@ _FUNCTIONS = {kind: fn for fn, kind in _KINDS.items()}
 
 
 def _portable(outcome: Any) -> Any:
-    """Outcomes cross the pipe: a refusal as (code,), any other failure as its text."""
+    """Outcomes cross the pipe: a refusal as ("refused", its code), any other failure as ("failed", its text)."""
     if isinstance(outcome, DomainError):
         return ("refused", outcome.code)
     if isinstance(outcome, BaseException):
