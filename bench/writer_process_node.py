@@ -12,7 +12,7 @@ measures what moving storage off the event loop's thread would give on this mach
 
 A measurement sketch, not a design: up to two batches in flight (a message that arrives while one is out
 starts the next), answered in order; the writer marks events published when it has handed them over (the node
-publishes right after); a refused item's error comes back with its code only; a writer that dies takes the
+publishes right after); an item's failure other than a refusal comes back as its text; a writer that dies takes the
 node's chat with it. It replaces private methods of ``GroupCommitter`` (``_submit``, ``_flush_all``,
 ``_run_straight``), so it follows that class's changes. Nothing of kefu imports it.
 """
@@ -42,11 +42,10 @@ _FUNCTIONS = {kind: fn for fn, kind in _KINDS.items()}
 
 
 def _portable(outcome: Any) -> Any:
-    """Outcomes cross the pipe: a refusal as ("refused", its code), any other failure as ("failed", its text)."""
-    if isinstance(outcome, DomainError):
-        return ("refused", outcome.code)
-    if isinstance(outcome, BaseException):
-        return ("failed", repr(outcome))
+    """Outcomes cross the pipe as they are; a failure other than a refusal (``DomainError``, which pickles with
+    its code) as a ``RuntimeError`` with its text, since not every exception can be rebuilt on the other side."""
+    if isinstance(outcome, BaseException) and not isinstance(outcome, DomainError):
+        return RuntimeError(repr(outcome))
     return outcome
 
 
@@ -117,12 +116,11 @@ class _Writer:
 
 
 IN_FLIGHT = 2
-_wakeups: dict[int, asyncio.Event] = {}  # per committer: a new job wakes its flusher while batches are out
 
 
 def _submit(self: GroupCommitter, job: Any) -> None:
     _original_submit(self, job)
-    wakeup = _wakeups.get(id(self))
+    wakeup = getattr(self, "bench_wakeup", None)  # set while its flusher runs: a new job wakes it
     if wakeup is not None:
         wakeup.set()
 
@@ -130,7 +128,7 @@ def _submit(self: GroupCommitter, job: Any) -> None:
 async def _flush_all(self: GroupCommitter) -> None:
     """As ``GroupCommitter._flush_all``, with up to ``IN_FLIGHT`` batches being committed at once: a job that
     arrives while one batch is out starts the next batch at once."""
-    wakeup = _wakeups[id(self)] = asyncio.Event()
+    wakeup = self.bench_wakeup = asyncio.Event()  # type: ignore[attr-defined]
     running: dict[asyncio.Future[None], list[Any]] = {}
     try:
         while self._queue or running:
@@ -152,7 +150,7 @@ async def _flush_all(self: GroupCommitter) -> None:
                         if not job.future.done():
                             job.future.set_exception(error)
     finally:
-        _wakeups.pop(id(self), None)
+        self.bench_wakeup = None  # type: ignore[attr-defined]
 
 
 _writer_process: _Writer | None = None
@@ -169,16 +167,7 @@ async def _in_writer(self: GroupCommitter, batch: list[Any]) -> list[Any] | None
         _writer_process = _Writer()
     outcomes, events = await _writer_process.call([(_KINDS[job.batch_fn], job.item) for job in batch])
     await self._relay.bus.publish(events)
-    results: list[Any] = []
-    for outcome in outcomes:
-        if isinstance(outcome, tuple) and outcome and outcome[0] == "refused":
-            results.append(DomainError(outcome[1]))
-        elif isinstance(outcome, tuple) and outcome and outcome[0] == "failed":
-            results.append(RuntimeError(outcome[1]))
-        else:
-            results.append(outcome)
-    return results
-
+    return outcomes
 
 GroupCommitter._run_straight = _in_writer  # type: ignore[method-assign]
 GroupCommitter._flush_all = _flush_all  # type: ignore[method-assign]
