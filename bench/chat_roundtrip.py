@@ -361,11 +361,13 @@ async def chat_run(n: int, seconds: float, paced: bool, procs: int, profile: Pat
             async def meter() -> None:
                 await asyncio.sleep(max(0.0, window.t0 - time.perf_counter()))
                 marks["server"], marks["agents"] = cpu_seconds(proc.pid), time.process_time()
-                marks["writer"] = children_cpu_seconds(proc.pid)
+                if node == "writer-process":  # a scan of /proc on the agents' loop: only where there is a writer
+                    marks["writer"] = children_cpu_seconds(proc.pid)
                 before = await server_totals(base)
                 await asyncio.sleep(max(0.0, window.t1 - time.perf_counter()))
                 marks["server"] = cpu_seconds(proc.pid) - marks["server"]
-                marks["writer"] = children_cpu_seconds(proc.pid) - marks["writer"]
+                if node == "writer-process":
+                    marks["writer"] = children_cpu_seconds(proc.pid) - marks["writer"]
                 marks["agents"] = time.process_time() - marks["agents"]
                 after = await server_totals(base)
                 batches = after["batches"] - before["batches"]
