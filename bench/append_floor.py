@@ -12,7 +12,8 @@ Where it does less than the committer, on purpose or for brevity: one join finds
 update with one ``UPDATE … FROM (VALUES …)``, and nothing handles a first message, a repeat or a refusal.
 Against the same schema (migrated by kefu) and the same set-up, the committer's own CPU per message
 (``bench/group_commit.py``'s transaction) is printed in the same run: the gap is about what a rewrite of the
-committer's Python could win, and the floor is what storage costs even then.
+committer's Python could win, and the floor is what storage costs even then. Then the floor runs twice more, each
+time on a fresh database without one more of two outbox indexes, which shows what such an index costs.
 Prints medians over ``--runs`` transactions per size, with the machine's core count.
 Usage: ``.venv/bin/python bench/append_floor.py [--sizes 64 256] [--runs 60]``.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -62,6 +64,11 @@ async def open_conversations(size: int) -> tuple[Path, list[visitor_tokens.Visit
     finally:
         await runtime.stop()
     return path, claims
+
+
+# Dropped one after the other for the last figures: the outbox index keyed by conversation (one page dirtied
+# per message, like the two on messages) and the one on ``published_at``.
+DROPPED_INDEXES = ("ix_outbox_events_conversation_id_id", "ix_outbox_events_published_at")
 
 
 def _rows(width: int, count: int) -> str:
@@ -150,14 +157,22 @@ async def main() -> None:
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  runs: {args.runs}  load: {os.getloadavg()[0]:.1f}")
     for size in args.sizes:
         committer = statistics.median((await batches(size, args.runs))[0])
-        path, claims = await open_conversations(size)
-        try:
-            bare = statistics.median(await asyncio.to_thread(floor, path, claims, args.runs))
-        finally:
-            shutil.rmtree(path.parent, ignore_errors=True)
+        floors = []  # on a fresh database each: all indexes, then without the dropped ones one after the other
+        for dropped in range(len(DROPPED_INDEXES) + 1):
+            path, claims = await open_conversations(size)
+            try:
+                with contextlib.closing(sqlite3.connect(path)) as connection:
+                    for index in DROPPED_INDEXES[:dropped]:
+                        connection.execute(f"DROP INDEX {index}")
+                floors.append(statistics.median(await asyncio.to_thread(floor, path, claims, args.runs)))
+            finally:
+                shutil.rmtree(path.parent, ignore_errors=True)
+        bare = floors[0]
         print(f"  transaction of {size:4d} widget messages: group committer {committer * 1000 / size:5.0f} µs CPU per"
               f" message, bare sqlite3 {bare * 1000 / size:5.0f} µs ({bare / committer:.0%})")
-
+        for index, before, cpu in zip(DROPPED_INDEXES, floors[:-1], floors[1:], strict=True):
+            print(f"    bare, without {index} as well: {cpu * 1000 / size:5.0f} µs"
+                  f" ({(cpu - before) * 1000 / size:+.0f} µs)")
 
 if __name__ == "__main__":
     asyncio.run(main())
