@@ -36,6 +36,7 @@ from kefu.core.errors import Conflict, NotFound, ValidationFailed, check_version
 from kefu.core.i18n import translate
 from kefu.core.ids import new_id
 from kefu.events.uow import UnitOfWork
+from kefu.nlp import policies as nlp_policies
 
 
 class StaleDialogue(Conflict):
@@ -320,12 +321,12 @@ def build_summary(write: TurnWrite, decision: policies.HandoffDecision) -> dict[
     customer_said = [t["text"] for t in memory.turns if t.get("who") == "customer"][-4:]
     did = [a for a in result.actions][-5:]
     lang = result.language
+    emotion = write.understanding.get("emotion", {}).get("label", "neutral")
     parts = [translate("bot_summary_reason", lang, reason=translate(f"bot_reason_{decision.reason}", lang)),
-             translate("bot_summary_intent", lang, intent=result.intent, confidence=f"{result.confidence:.2f}",
-                       emotion=write.understanding.get("emotion", {}).get("label", "neutral"))]
-    if order:
-        parts.append(translate("bot_summary_order", lang, number=order.get("number", ""),
-                               headline=order.get("headline", "")))
+             translate("bot_summary_intent", lang, intent=nlp_policies.intent_title(result.intent, lang) or "—",
+                       confidence=f"{result.confidence:.2f}", emotion=nlp_policies.emotion_title(emotion, lang))]
+    if order:  # the headline starts with the order number ("DS100011 三文鱼 +2")
+        parts.append(translate("bot_summary_order", lang, headline=order.get("headline") or order.get("number", "")))
     if did:
         parts.append(translate("bot_summary_did", lang,
                                actions=", ".join(f"{a.get('skill')}={a.get('code')}" for a in did)))

@@ -30,6 +30,7 @@ from kefu.channels import service as channel_service
 from kefu.conversations import service as conversation_service
 from kefu.core.db import run_core
 from kefu.core.errors import NotFound
+from kefu.nlp import policies as nlp_policies
 
 
 async def flow_set(*, session: AsyncSession, tenant_id: str) -> FlowSet:
@@ -155,9 +156,10 @@ async def handoffs_of(*, session: AsyncSession, tenant_id: str, conversation_id:
         Handoff.tenant_id == tenant_id, Handoff.conversation_id == conversation_id).order_by(Handoff.id))).all())
 
 
-async def access_bot_conversation(*, session: AsyncSession, tenant_id: str,
-                                  conversation_id: str) -> BotConversationRead:
-    """The bot's view of a conversation of the tenant (404 conversation_not_found for others)."""
+async def access_bot_conversation(*, session: AsyncSession, tenant_id: str, conversation_id: str,
+                                  lang: str = "en") -> BotConversationRead:
+    """The bot's view of a conversation of the tenant (404 conversation_not_found for others); each turn with an
+    intent also names it in ``lang`` (``intent_title``), for the agent's screen."""
     conversation = await conversation_service.access_conversation(session=session, tenant_id=tenant_id,
                                                                   conversation_id=conversation_id)
     state = await session.get(DialogueState, conversation.id)
@@ -166,7 +168,12 @@ async def access_bot_conversation(*, session: AsyncSession, tenant_id: str,
     return BotConversationRead(
         conversation_id=conversation.id, language=state.language if state else None,
         flow=state.flow if state else None, slots=slots, handed_off=bool(state and state.handed_off),
-        turns=list(state.turns) if state else [], handoffs=[handoff_read(h) for h in handoffs])
+        turns=[_titled(turn, lang) for turn in state.turns] if state else [],
+        handoffs=[handoff_read(h) for h in handoffs])
+
+
+def _titled(turn: dict[str, Any], lang: str) -> dict[str, Any]:
+    return {**turn, "intent_title": nlp_policies.intent_title(turn["intent"], lang)} if turn.get("intent") else turn
 
 
 def is_brand(name: str) -> bool:

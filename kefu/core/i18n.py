@@ -56,6 +56,13 @@ def negotiate(accept_language: str | None, default: str = "en") -> str:
     return best
 
 
+def lookup(key: str, lang: str = "en") -> str | None:
+    """The text for ``key`` in ``lang`` (or English), or None where neither catalogue has it: for names that
+    have a text only sometimes (a default intent has one, a tenant's own intent does not)."""
+    lang = lang if lang in SUPPORTED else "en"
+    return _catalogue(lang).get(key) or _catalogue("en").get(key)
+
+
 def translate(key: str, lang: str = "en", **params: Any) -> str:
     """Return the text for ``key`` in ``lang`` with ``{param}`` placeholders filled."""
     lang = lang if lang in SUPPORTED else "en"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import re2
 
+from kefu.core.i18n import lookup
 from kefu.nlp.entities import compile_untrusted
 from kefu.nlp.intents import DEFAULT_INTENTS
 from kefu.nlp.language import clean, detect_language, squash_spaces
@@ -38,6 +39,19 @@ class PatternProblem:
 def is_reserved_intent(name: str) -> bool:
     """Default intents cannot be redefined as custom ones (their examples can be extended instead)."""
     return name in DEFAULT_INTENTS
+
+
+def intent_title(name: str | None, lang: str) -> str | None:
+    """What people read for an intent: the default taxonomy's names in zh/en (``nlu_intent.<name>``); a
+    tenant's own intent is shown by the name the tenant gave it."""
+    if not name:
+        return None
+    return lookup(f"nlu_intent.{name}", lang) or name
+
+
+def emotion_title(label: str, lang: str) -> str:
+    """The emotion label in zh/en (``nlu_emotion.<label>``), the label itself if it has no text."""
+    return lookup(f"nlu_emotion.{label}", lang) or label
 
 
 def normalise_example(text: str) -> str | None:

@@ -57,6 +57,18 @@ async def test_customer_tracks_a_parcel_then_asks_for_a_person(http: httpx.Async
     assert body["attributes"]["language"] == "zh" and body["attributes"]["intent"]
     assert body["summary"]["order"]["number"] == number
     assert any(a["skill"] == "track_order" for a in body["summary"]["bot_did"]) or body["summary"]["bot_said"]
+    # The agent reads the summary in words, not codes: the intent and emotion by name, the order number once.
+    text, intent = body["summary"]["text"], body["summary"]["intent"]
+    [intent_line] = [line for line in text.splitlines() if line.startswith("意图")]
+    assert "转人工" in intent_line and intent not in text and "neutral" not in text, text
+    assert text.count(number) == 1, text
+    # The bot's turns name their intents in the reader's language (the workspace shows them beside the composer).
+    for language, name in (("zh-CN", "转人工"), ("en", "Ask for a person")):
+        view = await http.get(f"/api/v1/bot/conversations/{conversation_id}",
+                              headers={**tenant.agent.headers, "Accept-Language": language})
+        assert view.status_code == 200, view.text
+        titled = [(turn["intent"], turn["intent_title"]) for turn in view.json()["turns"] if turn.get("intent")]
+        assert ("contact_human_agent", name) in titled, titled
     task = await http.get(f"/api/v1/routing/tasks/{body['task_id']}", headers=admin)
     assert task.status_code == 200, task.text
     assert task.json()["conversation_id"] == conversation_id

@@ -339,9 +339,11 @@ export class Workspace {
     let intent: string | null = null;
     let items: { id: string; title: string; text: string }[] = [];
     try {
-      const bot: { turns: { intent?: string | null }[] } = await this.api.get(
+      const bot: { turns: { intent?: string | null; intent_title?: string | null }[] } = await this.api.get(
         `/api/v1/bot/conversations/${conversationId}`, { retries: 0 });
-      intent = [...bot.turns].reverse().find((turn) => turn.intent)?.intent ?? null;
+      const turn = [...bot.turns].reverse().find((turn) => turn.intent);
+      // The intent's name in the agent's language (the request's Accept-Language), its code otherwise.
+      intent = turn ? turn.intent_title ?? turn.intent ?? null : null;
     } catch {
       /* no bot on this conversation */
     }

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from kefu.api.deps import IfMatch, Scoped, UoWDep, set_etag
-from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses
+from kefu.api.errors import AUTH_ERRORS, BODY_ERRORS, error_responses, request_locale
 from kefu.bot import actions as bot_actions
 from kefu.bot import service as bot_service
 from kefu.bot.schemas import (
@@ -111,10 +111,11 @@ async def put_settings(bot_inbox_id: InboxId, body: BotSettingsUpdate, actor: Wr
 @router.get("/api/v1/bot/conversations/{bot_conversation_id}", response_model=BotConversationRead,
             summary="The bot's dialogue state in a conversation and its handoffs",
             responses=error_responses(*AUTH_ERRORS, "conversation_not_found"))
-async def get_bot_conversation(bot_conversation_id: ConversationId, actor: Reader,
-                               uow: UoWDep) -> BotConversationRead:
+async def get_bot_conversation(bot_conversation_id: ConversationId, actor: Reader, uow: UoWDep,
+                               request: Request) -> BotConversationRead:
     return await bot_service.access_bot_conversation(session=uow.session, tenant_id=actor.tenant_id,
-                                                     conversation_id=bot_conversation_id)
+                                                     conversation_id=bot_conversation_id,
+                                                     lang=request_locale(request))
 
 
 @router.get("/api/v1/bot/conversations/{bot_conversation_id}/handoff", response_model=HandoffRead,
