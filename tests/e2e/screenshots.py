@@ -109,6 +109,7 @@ async def main(out: Path, url: str) -> None:
             await say(customer, "转人工，我想取消未付款的订单")
             offer = agent.get_by_test_id("offer")
             await expect(offer).to_be_visible(timeout=20_000)
+            await expect(offer.get_by_test_id("offer-intent")).to_be_visible(timeout=10_000)
             await agent.screenshot(path=str(out / "offer.png"))
             await offer.get_by_test_id("offer-accept").click()
             orders = agent.get_by_test_id("orders")

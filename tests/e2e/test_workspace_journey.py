@@ -67,6 +67,10 @@ async def test_routed_chat_with_orders_rating_and_supervisor(server: LiveServer,
     offer = agent.get_by_test_id("offer")
     await expect(offer).to_be_visible(timeout=15_000)
     await expect(offer.get_by_test_id("countdown")).to_contain_text("s left")
+    # The card says who is asking, on which channel, through which queue, before the agent accepts.
+    who = offer.get_by_test_id("offer-who")
+    for text in ("Web chat", "c1001", queue["name"]):
+        await expect(who).to_contain_text(text, timeout=10_000)
     await expect(row.get_by_test_id("offered")).to_have_text("1", timeout=15_000)
     await offer.get_by_test_id("offer-accept").click()
     await expect(offer).to_have_count(0)

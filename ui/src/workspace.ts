@@ -590,8 +590,13 @@ export class Workspace {
     const item: Offer = { id: offer.id, conversation_id: data.conversation_id ?? offer.conversation_id, queue_id: offer.queue_id,
       expires_at: expires, preview: data.conversation?.last_message_preview ?? null };
     this.extra.update((x) => ({ ...x, offers: [...x.offers.filter((o) => o.id !== item.id), item] }));
-    void this.loadConversation(item.conversation_id);
     announce(item);
+    // What the card shows besides the preview: who is asking (the contact) and what for (the bot's intent).
+    void this.loadConversation(item.conversation_id).then(() => {
+      const conv = this.store.get().conversations[item.conversation_id];
+      if (conv) void this.loadContact(conv.contact_id, true);  // fresh: identities may have changed while it waited
+    });
+    void this.loadSuggestions(item.conversation_id);
   }
 
   async setPresence(status: string, reason?: string | null): Promise<void> {

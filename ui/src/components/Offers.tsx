@@ -1,7 +1,9 @@
 import { useEffect, useState } from "preact/hooks";
 import { useT } from "../locale";
+import { contactLabel } from "../state";
 import { useStore } from "../store";
 import type { Workspace } from "../workspace";
+import { channelLabel } from "./InboxList";
 
 /** Incoming offers with a countdown; Alt+A accepts the oldest, Alt+X rejects it. */
 export function Offers({ ws }: { ws: Workspace }) {
@@ -30,9 +32,20 @@ export function Offers({ ws }: { ws: Workspace }) {
       {extra.offers.map((o) => {
         const left = Math.max(0, Math.ceil((o.expires_at - now) / 1000));
         const conv = state.conversations[o.conversation_id];
+        const queue = extra.queues.find((q) => q.id === o.queue_id)?.name;
+        const intent = extra.suggestions[o.conversation_id]?.intent;
         return (
           <div class="offer" key={o.id} data-testid="offer" data-offer-id={o.id}>
             <strong>{t("offer.title")}</strong>
+            {conv && (
+              <p class="who" data-testid="offer-who">
+                <span class={`chan chan-${conv.channel}`}>{channelLabel(t, conv.channel)}</span>{" "}
+                <span class="conv-name">{contactLabel(extra.contacts[conv.contact_id], conv.contact_id)}</span>
+                {(extra.contacts[conv.contact_id]?.vip_level ?? 0) > 0 && <span class="vip">VIP{extra.contacts[conv.contact_id]!.vip_level}</span>}
+                {queue && <span class="muted"> · {queue}</span>}
+              </p>
+            )}
+            {intent && <p class="offer-intent" data-testid="offer-intent">{t("offer.intent", { intent })}</p>}
             <p class="preview">{o.preview ?? conv?.last_message_preview ?? o.conversation_id}</p>
             <p class="countdown" data-testid="countdown">{left > 0 ? t("offer.expires", { s: left }) : t("offer.expired")}</p>
             <div class="row">
