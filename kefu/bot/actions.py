@@ -264,8 +264,9 @@ async def do_store_turn(uow: UnitOfWork, write: TurnWrite, *, handoff_desk: Hand
         lang = result.language
         announcement = texts.styled(texts.text("handoff", lang), lang)
         if placement.expected_wait_seconds is not None and placement.expected_wait_seconds > 0:
-            minutes = max(1, round(placement.expected_wait_seconds / 60))
-            announcement += " " + texts.text("handoff_wait", lang, minutes=minutes)
+            minutes, wait = policies.wait_in_words(placement.expected_wait_seconds, lang)
+            # {wait} is the duration in words; {minutes} stays for the texts tenants saved before it existed.
+            announcement += " " + texts.text("handoff_wait", lang, minutes=minutes, wait=wait)
         else:
             announcement += " " + texts.text("handoff_offline", lang)
         last = await _say(uow, write, announcement, index + 1)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kefu.core.i18n import translate
 from kefu.nlp.understanding import Understanding
 
 # Reasons, in the order they are checked (the first that applies is recorded).
@@ -174,3 +175,9 @@ def routing_priority(reason: str, vip_level: int) -> int:
 def clip(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def wait_in_words(seconds: float, lang: str) -> tuple[int, str]:
+    """An expected wait as whole minutes (at least one) and in words of ``lang`` ("1 minute", "3 minutes", "3 分钟")."""
+    minutes = max(1, round(seconds / 60))
+    return minutes, translate("bot_wait_one_minute" if minutes == 1 else "bot_wait_minutes", lang, minutes=minutes)

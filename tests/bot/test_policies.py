@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kefu.bot import policies
-from kefu.bot.flows import render
+from kefu.bot.flows import FlowSet, render
 from kefu.nlp import service as nlp_service
 
 DEFAULT = policies.HandoffThresholds()
@@ -84,3 +84,13 @@ def test_the_policy_never_fails_on_any_text(text: str) -> None:
 @given(st.text(max_size=80), st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=4))
 def test_templates_render_whatever_the_placeholders(template: str, params: dict[str, str]) -> None:
     assert isinstance(render(template, params), str)
+
+
+@pytest.mark.parametrize(("seconds", "lang", "said"), [
+    (20, "en", "The expected wait is about 1 minute."), (65, "en", "The expected wait is about 1 minute."),
+    (170, "en", "The expected wait is about 3 minutes."), (170, "zh", "当前预计等待约 3 分钟，请稍候。")])
+def test_the_expected_wait_reads_as_a_sentence(seconds: int, lang: str, said: str) -> None:
+    minutes, wait = policies.wait_in_words(seconds, lang)
+    assert FlowSet().text("handoff_wait", lang, minutes=minutes, wait=wait) == said
+    # A brand text a tenant saved with {minutes} before {wait} existed still reads right.
+    assert render("About {minutes} min.", {"minutes": minutes, "wait": wait}) == f"About {minutes} min."
