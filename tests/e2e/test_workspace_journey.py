@@ -84,6 +84,7 @@ async def test_routed_chat_with_orders_rating_and_supervisor(server: LiveServer,
     orders = agent.get_by_test_id("orders")
     unpaid = orders.locator("[data-order-id=DS100004]")
     await expect(unpaid).to_be_visible(timeout=15_000)
+    await expect(unpaid.get_by_test_id("order-status")).to_have_text("Unpaid")  # in words, not the shop's code
     delivered = orders.locator("[data-order-id=DS100001]")
     await delivered.get_by_test_id("order-details").click()
     await delivered.get_by_test_id("action-return").click()
@@ -92,7 +93,7 @@ async def test_routed_chat_with_orders_rating_and_supervisor(server: LiveServer,
     await unpaid.get_by_test_id("action-cancel").click()
     await expect(unpaid.get_by_test_id("action-form")).to_contain_text("Cancel order for order DS100004?")
     await unpaid.get_by_test_id("action-confirm").click()
-    await expect(unpaid).to_contain_text("cancelled", timeout=15_000)
+    await expect(unpaid.get_by_test_id("order-status")).to_have_text("Cancelled", timeout=15_000)
 
     # Reply, resolve; the customer sees the reply and rates the service; the agent sees the rating.
     await agent.get_by_test_id("composer").fill("已为您取消订单 DS100004。")

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Drafts, fillTemplate, matchCanned } from "./composer";
-import { detectLocale, formatAge, MESSAGES, translate } from "./i18n";
+import { codeLabel, detectLocale, formatAge, MESSAGES, translate } from "./i18n";
 import { reconnectDelay } from "./realtime";
 import { Api, ApiError, query } from "./api";
 
@@ -50,6 +50,29 @@ describe("i18n", () => {
     expect(detectLocale(["fr-FR", "en-GB"], null)).toBe("en");
     expect(detectLocale(["zh-CN"], "en")).toBe("en");
     expect(detectLocale([], null)).toBe("en");
+  });
+
+  it("names the order system's codes in the agent's language, and shows a code it does not know as it is", () => {
+    const zh = (k: string) => translate("zh", k);
+    const en = (k: string) => translate("en", k);
+    // Every order status kefu.commerce.schemas.OrderStatus allows, every shipment status and refund status.
+    const codes: [string, string[]][] = [
+      ["order.st", ["unpaid", "paid", "pre_sale", "shipped", "delivered", "completed", "cancelled", "partially_refunded", "refunded", "returned"]],
+      ["order.ship", ["pending", "in_transit", "delivered", "exception", "returned"]],
+      ["order.pay", ["pending", "paid", "refunded", "partially_refunded", "failed"]],
+      ["order.ret", ["return", "exchange", "requested", "approved", "received", "completed", "rejected", "cancelled"]],
+      ["order.refund", ["pending", "succeeded", "failed"]],
+    ];
+    for (const [prefix, list] of codes) {
+      for (const code of list) {
+        expect(codeLabel(zh, prefix, code)).not.toBe(code);
+        expect(codeLabel(en, prefix, code)).not.toBe(code);
+      }
+    }
+    expect(codeLabel(zh, "order.st", "shipped")).toBe("已发货");
+    expect(codeLabel(en, "order.st", "partially_refunded")).toBe("Partly refunded");
+    expect(codeLabel(zh, "order.st", "on_hold")).toBe("on_hold");
+    expect(codeLabel(zh, "order.method", null)).toBe("");
   });
 
   it("fills placeholders and formats ages", () => {

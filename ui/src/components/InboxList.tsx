@@ -1,5 +1,5 @@
 import { useEffect, useRef } from "preact/hooks";
-import type { Key } from "../i18n";
+import { codeLabel, type Key } from "../i18n";
 import { useT } from "../locale";
 import { contactLabel, dispositionLabel, type InboxView, neighbour, unreadByView, visibleConversations } from "../state";
 import { useStore } from "../store";
@@ -10,9 +10,7 @@ const STATUSES = ["open", "pending", "resolved", "closed"];
 const CHANNELS = ["webchat", "email", "wechat", "webhook", "phone"];
 
 export function channelLabel(t: (k: Key) => string, channel: string): string {
-  const key = `channel.${channel}` as Key;
-  const text = t(key);
-  return text === key ? channel : text;
+  return codeLabel(t, "channel", channel);
 }
 
 export function InboxList({ ws }: { ws: Workspace }) {

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError } from "../api";
 import { newClientId } from "../composer";
-import { formatAge, type Key } from "../i18n";
+import { codeLabel, formatAge, type Key } from "../i18n";
 import { useT } from "../locale";
 import { staleSeconds } from "../orders";
 import { useStore } from "../store";
@@ -72,7 +72,7 @@ function OrderCard({ ws, view, contactId }: { ws: Workspace; view: OrderView; co
     <article class="order" data-testid="order" data-order-id={o.order_id} aria-label={`${o.marketplace} ${o.order_id}`}>
       <div class="order-head">
         <span>{o.order_id} <small class="muted">{o.marketplace}</small></span>
-        <span class="muted">{o.status}</span>
+        <span class="muted" data-testid="order-status">{codeLabel(t, "order.st", o.status)}</span>
       </div>
       <div>{t("order.total", { amount: money(o.total_paid, o.currency) })}
         {Number(o.refunded_total) > 0 && <> · {t("order.refunded", { amount: money(o.refunded_total, o.currency) })}</>}</div>
@@ -94,21 +94,21 @@ function OrderCard({ ws, view, contactId }: { ws: Workspace; view: OrderView; co
             <p key={s.tracking_number} class="risk">{t("order.stuck", { node: s.node, hours: Math.round(s.hours) })}</p>
           ))}
           {(o.payments ?? []).length > 0 && <><h4>{t("order.payment")}</h4>
-            <ul>{o.payments.map((p: any, n: number) => <li key={n}>{p.method} · {money(p.amount, o.currency)} · {p.status}</li>)}</ul></>}
+            <ul>{o.payments.map((p: any, n: number) => <li key={n}>{codeLabel(t, "order.method", p.method)} · {money(p.amount, o.currency)} · {codeLabel(t, "order.pay", p.status)}</li>)}</ul></>}
           {(o.promotions ?? []).length > 0 && <><h4>{t("order.promotions")}</h4>
             <ul>{o.promotions.map((p: any, n: number) => <li key={n}>{p.title} −{money(p.amount, o.currency)}</li>)}</ul></>}
           {(o.shipments ?? []).length > 0 && <><h4>{t("order.shipments")}</h4>
             {o.shipments.map((s: any) => (
               <div key={s.tracking_number}>
-                <div>{s.carrier} {s.tracking_number} · {s.status}</div>
+                <div>{s.carrier} {s.tracking_number} · {codeLabel(t, "order.ship", s.status)}</div>
                 <ol class="tracking">{(s.events ?? []).map((e: any, n: number) => (
                   <li key={n}><time dateTime={e.at}>{new Date(e.at).toLocaleString()}</time> {e.node} {e.description}</li>))}</ol>
               </div>
             ))}</>}
           {((o.returns ?? []).length > 0 || (o.refunds ?? []).length > 0) && <><h4>{t("order.returns")}</h4>
             <ul>
-              {(o.returns ?? []).map((r: any) => <li key={r.return_id}>{r.kind} {r.return_id} · {r.status}</li>)}
-              {(o.refunds ?? []).map((r: any) => <li key={r.refund_id}>{r.refund_id} · {money(r.amount, o.currency)} · {r.status}</li>)}
+              {(o.returns ?? []).map((r: any) => <li key={r.return_id}>{codeLabel(t, "order.ret", r.kind)} {r.return_id} · {codeLabel(t, "order.ret", r.status)}</li>)}
+              {(o.refunds ?? []).map((r: any) => <li key={r.refund_id}>{r.refund_id} · {money(r.amount, o.currency)} · {codeLabel(t, "order.refund", r.status)}</li>)}
             </ul></>}
           {o.shipping_address && <><h4>{t("order.address")}</h4>
             <p>{[o.shipping_address.name, o.shipping_address.phone, o.shipping_address.province, o.shipping_address.city,
