@@ -49,7 +49,16 @@ def _refuse_demo_in_production(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
-def _print_demo(info, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def _printed_base(settings: Settings, host: str, port: int) -> str:
+    """The URL to print: ``KEFU_PUBLIC_URL`` when set, else where this process listens (a wildcard address is
+    reached on the loopback), so ``kefu serve --port 8011`` does not print links to port 8000."""
+    if "public_url" in settings.model_fields_set:
+        return settings.public_url.rstrip("/")
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"
+
+
+def _print_demo(info, base: str) -> None:  # type: ignore[no-untyped-def]
     table = Table(title="Kefu demo shop 演示商城", show_lines=False)
     table.add_column("role 角色")
     table.add_column("email 邮箱")
@@ -57,7 +66,6 @@ def _print_demo(info, settings: Settings) -> None:  # type: ignore[no-untyped-de
     for email, _name, role, password in info.users:
         table.add_row(role, email, password)
     console.print(table)
-    base = settings.public_url.rstrip("/")
     console.print(f"Agent workspace 坐席工作台: [bold]{base}/app/[/bold]")
     console.print(f"Shop page with the chat widget 带客服挂件的商城页面: [bold]{base}/demo/shop[/bold]")
     console.print(f"API docs 接口文档: {base}/docs    Inbox 渠道: {info.inbox_id}")
@@ -83,7 +91,7 @@ def demo_seed() -> None:
     _refuse_demo_in_production(settings)
     upgrade(settings.database_url)
     info = asyncio.run(_with_runtime(settings, seed_demo))
-    _print_demo(info, settings)
+    _print_demo(info, _printed_base(settings, settings.host, settings.port))
 
 
 @audit_app.command("verify")
@@ -179,17 +187,18 @@ def serve(
     from kefu.core.migrate import upgrade
 
     settings = _settings()
+    host, port = host or settings.host, port or settings.port
     if migrate_first:
         upgrade(settings.database_url)
     if seed_demo:
         _refuse_demo_in_production(settings)
         from kefu.demo.seed import seed_demo as do_seed
 
-        _print_demo(asyncio.run(_with_runtime(settings, do_seed)), settings)
+        _print_demo(asyncio.run(_with_runtime(settings, do_seed)), _printed_base(settings, host, port))
     from kefu.runtime import prepare_serving_process
 
     prepare_serving_process()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+    uvicorn.run(create_app(settings), host=host, port=port,
                 log_level=settings.log_level.lower(), ws="websockets-sansio", access_log=False,
                 proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies)
 

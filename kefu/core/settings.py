@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET
     host: str = "127.0.0.1"
     port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = "http://127.0.0.1:8000"  # printed links only; unset, the CLI prints where it listens
     # Load balancers whose X-Forwarded-For is believed (client addresses drive login rate limits and audit).
     trusted_proxies: str = "127.0.0.1"
     default_locale: Literal["zh", "en"] = "en"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 
@@ -10,6 +15,7 @@ from kefu.channels import identity
 from kefu.demo.seed import seed_demo
 from kefu.runtime import Runtime
 from tests.conftest import LiveServer, make_settings
+from tests.serve_process import free_port
 
 
 async def test_demo_page_embeds_the_widget_and_signs_identity(http: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -50,3 +56,28 @@ async def test_demo_page_without_demo_data_and_in_production(fresh_db_url: str) 
         assert answer.status_code == 404 and answer.json()["error"]["code"] == code
         if code == "demo_not_seeded":
             assert "kefu demo seed" in answer.json()["error"]["message"] and "演示商城" in answer.text
+
+
+def test_the_printed_links_point_where_kefu_listens(tmp_path: Path) -> None:
+    """``kefu serve --port P --seed-demo`` prints links to port P; ``KEFU_PUBLIC_URL``, when set, wins."""
+    env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}", "KEFU_ENVIRONMENT": "development",
+           "COLUMNS": "200"}
+    env.pop("KEFU_PUBLIC_URL", None)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kefu.cli", "serve", "--seed-demo", "--port", str(port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while "Uvicorn running" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    printed = log.read_text()
+    assert f"http://127.0.0.1:{port}/demo/shop" in printed and ":8000" not in printed, printed
+    seeded = subprocess.run([sys.executable, "-m", "kefu.cli", "demo", "seed"], capture_output=True, text=True,
+                            env={**env, "KEFU_PUBLIC_URL": "https://chat.shop.example/"}, timeout=120)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert "https://chat.shop.example/app/" in seeded.stdout and str(port) not in seeded.stdout, seeded.stdout
