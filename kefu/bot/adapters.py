@@ -49,11 +49,20 @@ TRANSIT_DAYS = 3
 _BILINGUAL = re.compile(r"^\s*([^\x00-\x7F][^A-Za-z]*?)\s+([A-Za-z].*)$")
 _CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+")
 _PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d{9}")
-STATUS_TEXT = {
+STATUS_TEXT = {  # shipment and tracking-event states (kefu.commerce.schemas.Shipment, TrackingEvent)
     "zh": {"in_transit": "运输中", "delivered": "已签收", "exception": "运输异常", "pending": "待揽收",
-           "returned": "已退回", "out_for_delivery": "派送中"},
+           "returned": "已退回", "out_for_delivery": "派送中", "picked_up": "已揽收"},
     "en": {"in_transit": "in transit", "delivered": "delivered", "exception": "delivery problem",
-           "pending": "awaiting pick-up", "returned": "returned to sender", "out_for_delivery": "out for delivery"},
+           "pending": "awaiting pick-up", "returned": "returned to sender", "out_for_delivery": "out for delivery",
+           "picked_up": "picked up"},
+}
+ORDER_STATUS_TEXT = {  # kefu.commerce.schemas.OrderStatus
+    "zh": {"unpaid": "待付款", "paid": "已付款", "pre_sale": "预售", "shipped": "已发货", "delivered": "已签收",
+           "completed": "已完成", "cancelled": "已取消", "partially_refunded": "部分退款", "refunded": "已退款",
+           "returned": "已退货"},
+    "en": {"unpaid": "unpaid", "paid": "paid", "pre_sale": "pre-sale", "shipped": "shipped", "delivered": "delivered",
+           "completed": "completed", "cancelled": "cancelled", "partially_refunded": "partly refunded",
+           "refunded": "refunded", "returned": "returned"},
 }
 REFUND_TEXT = {"zh": {"pending": "处理中", "succeeded": "已退款", "failed": "退款失败", "requested": "退货待审核",
                       "approved": "退货已同意，等待寄回", "received": "退货已签收，退款处理中"},
@@ -178,7 +187,8 @@ class CommerceOrderDesk:
                     else f"\nExpected by {_fmt_date(expected, lang)}."
         last_status = events[0].status if events else shipment.status
         return {"carrier": in_language(shipment.carrier, lang), "tracking_number": shipment.tracking_number,
-                "status": STATUS_TEXT[lang].get(last_status, last_status), "timeline": timeline, "eta": eta,
+                "status": STATUS_TEXT.get(lang, STATUS_TEXT["en"]).get(last_status, last_status), "timeline": timeline,
+                "eta": eta,
                 "delivered_at": _fmt_date(shipment.delivered_at, lang),
                 "events": len(shipment.events)}
 
@@ -341,7 +351,8 @@ class CommerceOrderDesk:
             return Outcome(True, "already_shipped")
         reasons = exc.details.get("reasons") or []
         text = "；".join(r.get(lang, "") for r in reasons if isinstance(r, dict)) if reasons else exc.code
-        return Outcome(True, code, {"reason": text, "status": order.status, "reasons": text},
+        status = ORDER_STATUS_TEXT.get(lang, ORDER_STATUS_TEXT["en"]).get(order.status, order.status)
+        return Outcome(True, code, {"reason": text, "status": status, "reasons": text},
                        {"refusal": exc.code})
 
     async def _change_address(self, *, tenant_id: str, view: OrderView, slots: dict[str, Any], lang: str, key: str,

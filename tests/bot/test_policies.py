@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kefu.bot import policies
+from kefu.bot.adapters import CommerceOrderDesk
 from kefu.bot.flows import FlowSet, render
+from kefu.commerce.schemas import Order, Shipment, TrackingEvent
+from kefu.core.errors import Conflict
 from kefu.nlp import service as nlp_service
 
 DEFAULT = policies.HandoffThresholds()
@@ -94,3 +101,28 @@ def test_the_expected_wait_reads_as_a_sentence(seconds: int, lang: str, said: st
     assert FlowSet().text("handoff_wait", lang, minutes=minutes, wait=wait) == said
     # A brand text a tenant saved with {minutes} before {wait} existed still reads right.
     assert render("About {minutes} min.", {"minutes": minutes, "wait": wait}) == f"About {minutes} min."
+
+
+@pytest.mark.parametrize("status", ["picked_up", "in_transit", "out_for_delivery", "delivered", "exception",
+                                    "pending", "returned"])
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_parcel_state_reads_as_words(status: str, lang: str) -> None:
+    """The tracking answer names the carrier's state in the customer's language, never the connector's code."""
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    order = Order(order_id="DS1", marketplace="demo_shop", status="shipped", currency="CNY", created_at=now,
+                  items=[], subtotal=Decimal("0"), shipping_fee=Decimal("0"), total_paid=Decimal("0"),
+                  shipments=[Shipment(carrier="ZTO", tracking_number="ZTO1", shipped_at=now, events=[
+                      TrackingEvent(at=now, node="杭州转运中心 Hangzhou hub", status=status)])])
+    said = CommerceOrderDesk(None, now=now)._shipment_params(order, lang)["status"]  # type: ignore[arg-type]
+    assert said and "_" not in said, said  # "picked_up" came through as it was
+    assert (re.search(r"[\u4e00-\u9fff]", said) is not None) == (lang == "zh"), said
+
+
+def test_a_refused_action_names_the_order_state_in_words() -> None:
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    order = Order(order_id="DS1", marketplace="demo_shop", status="partially_refunded", currency="CNY", created_at=now,
+                  items=[], subtotal=Decimal("0"), shipping_fee=Decimal("0"), total_paid=Decimal("0"))
+    refusal = Conflict("order_not_cancellable", details={"reasons": [{"zh": "已有退款", "en": "a refund exists"}]})
+    desk = CommerceOrderDesk(None, now=now)  # type: ignore[arg-type]
+    said = {lang: desk._refusal(refusal, "refused", order, lang).params["status"] for lang in ("zh", "en")}
+    assert said == {"zh": "部分退款", "en": "partly refunded"}
