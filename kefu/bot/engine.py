@@ -242,6 +242,11 @@ class Engine:
         if slot is None:
             memory.reset_flow()
             return
+        if slot.type == "choice" and self._choose(slot, text) is None and self._fill_ahead(flow, text, memory):
+            # They answered a later question first ("质量问题" when asked return or exchange): keep that answer
+            # and ask this one again, without counting it as a miss.
+            await self._advance(text, u, flow, memory, customer, result, fresh=False)
+            return
         filled = await self._fill(slot, text, u, memory, customer, result, asked=True)
         if not filled:
             return
@@ -323,6 +328,17 @@ class Engine:
     def _skill_of(self, memory: Memory) -> str | None:
         flow = self.flows.flows.get(memory.flow or "")
         return flow.skill if flow else None
+
+    def _fill_ahead(self, flow: Flow, text: str, memory: Memory) -> bool:
+        """Fill the flow's other open choice slots that ``text`` answers; whether it answered any."""
+        filled = False
+        for slot in flow.slots:
+            if slot.type == "choice" and slot.name not in memory.slots and f"slot:{slot.name}" != memory.step:
+                value = self._choose(slot, text)
+                if value is not None:
+                    memory.slots[slot.name] = value
+                    filled = True
+        return filled
 
     @staticmethod
     def _choose(slot: Slot, text: str) -> str | None:

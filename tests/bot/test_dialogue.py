@@ -218,6 +218,22 @@ async def test_an_english_return_with_reasons(bot_runtime: Runtime, runner: BotR
     assert not re.search(r"[\u4e00-\u9fff]{4,}", replies[-1].split(":")[0])  # answered in English
 
 
+async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
+                                                    shop: TenantFixture) -> None:
+    """Asked "return or exchange?", the customer gives the reason first: the bot keeps it, asks again without
+    counting a miss, and does not ask for the reason later."""
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    report, replies = await customer.says("我要退货")
+    if "哪一笔" in replies[-1]:
+        report, replies = await customer.says("第一个")
+    assert "还是换货" in replies[-1], replies
+    for _ in range(2):  # twice: the handoff threshold for misses is two
+        report, replies = await customer.says("质量问题")
+        assert report.outcome == "answered" and "还是换货" in replies[-1], (report, replies)
+    report, replies = await customer.says("换货")
+    assert "原因：质量问题" in replies[-1] and "确认" in replies[-1], replies
+
+
 async def test_messages_missed_while_down_are_answered_after_a_restart(
         bot_runtime: Runtime, shop: TenantFixture) -> None:
     from kefu.bot.workers import BotWorker
