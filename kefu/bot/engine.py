@@ -34,10 +34,29 @@ SMALL_TALK = {"greeting": "greeting", "thanks": "thanks", "goodbye": "goodbye"}
 # Intents that name a flow strongly enough to leave the flow in progress for it.
 SWITCH_CONFIDENCE = 0.6
 _ORDER_NUMBER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{0,4}\d{6,24}(?![A-Za-z0-9])")
-_ORDINALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
-_ORDINAL = re.compile(r"^\s*(?:第\s*([一二两三四五1-5])\s*(?:个|笔|单)?|([1-5])\s*[.、)]?|(first|second|third|fourth|fifth)"
-                      r"(?: one)?|(?:number|no\.?|#)\s*([1-5]))\s*[。.!！]?\s*$", re.IGNORECASE)
-_EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
+_ORDINALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5,
+             "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "one": 1, "two": 2, "three": 3,
+             "four": 4, "five": 5}
+_ORDINAL = re.compile(r"第\s*([一二两三四五1-5])\s*(?:个|笔|单|项)?|([1-5])(?:st|nd|rd|th)?\s*[.、)]?|"
+                      r"(first|second|third|fourth|fifth)|(?:number|no\.?|#)\s*([1-5]|one|two|three|four|five)|"
+                      r"(last|最后(?:一个|那个|一笔|那笔|一单)?)", re.IGNORECASE)
+# Words around a pick that do not change it: "the first one please", "就第二个吧", "I'll take number 2".
+_PICK_BEFORE = re.compile(r"^(?:the|just|i'll take|i want|i mean|it's|its|就|要|选|是)\s*", re.IGNORECASE)
+_PICK_AFTER = re.compile(r"\s*(?:one|order|item|please|pls|吧|啊|呀|哈|就行|就好|订单|那个|那笔|的)$", re.IGNORECASE)
+
+
+def ordinal(text: str, count: int) -> int | None:
+    """Which of ``count`` listed choices ``text`` picks by position (1-based): "2", "第二个", "the second one",
+    "number 2", "the last one"; 0 when it names a position past the list, None when it is no pick by position."""
+    said = text.strip().rstrip("。.!！?？~～ ").strip()
+    for _ in range(3):
+        said = _PICK_AFTER.sub("", _PICK_BEFORE.sub("", said)).strip()
+    match = _ORDINAL.fullmatch(said)
+    if not match:
+        return None
+    raw = next(g for g in match.groups() if g).lower()
+    index = count if raw.startswith(("last", "最后")) else _ORDINALS.get(raw, 0)
+    return index if index <= count else 0
 
 
 @dataclass
@@ -216,7 +235,7 @@ class Engine:
             return False
         if slot.type == "order":
             return bool(u.entities_of("order_number") or _ORDER_NUMBER.search(text) or policies.means_other_one(text)
-                        or _ORDINAL.match(text))
+                        or ordinal(text, MAX_CHOICES) is not None)
         if slot.type == "choice":
             return self._choose(slot, text) is not None
         return False
@@ -421,12 +440,9 @@ class Engine:
     @staticmethod
     def _ordinal_pick(text: str, choices: list[str], own: list[OrderBrief]) -> OrderBrief | None:
         by_id = {o.id: o for o in own}
-        match = _ORDINAL.match(text)
-        if match:
-            raw = next(g for g in match.groups() if g)
-            index = _EN_ORDINALS.get(raw.lower()) or _ORDINALS.get(raw)
-            if index and index <= len(choices):
-                return by_id.get(choices[index - 1])
+        index = ordinal(text, len(choices))
+        if index:
+            return by_id.get(choices[index - 1])
         lowered = text.lower()
         hits = [by_id[c] for c in choices if c in by_id and any(
             line.title and (line.title.lower() in lowered or lowered.strip() in line.title.lower() and len(lowered.strip()) >= 2)
@@ -634,11 +650,9 @@ def _normalised(text: str) -> str:
 
 def pick_choice(text: str, choices: list[dict[str, Any]]) -> str | None:
     """The entry id the customer picked: "2", "第二个", "second one", or (part of) the question's own words."""
-    match = _ORDINAL.match(text)
-    if match:
-        raw = next(g for g in match.groups() if g)
-        index = _EN_ORDINALS.get(raw.lower()) or _ORDINALS.get(raw)
-        return str(choices[index - 1]["id"]) if index and index <= len(choices) else None
+    index = ordinal(text, len(choices))
+    if index is not None:
+        return str(choices[index - 1]["id"]) if index else None
     said = _normalised(text)
     if not said:
         return None

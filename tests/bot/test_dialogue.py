@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from kefu.bot.engine import ordinal
 from kefu.bot.runner import BotRunner
 from kefu.commerce import service as commerce_service
 from kefu.runtime import Runtime
@@ -216,6 +217,27 @@ async def test_an_english_return_with_reasons(bot_runtime: Runtime, runner: BotR
     assert report.outcome == "answered" and report.resolved, replies
     assert re.search(r"submitted|can't be returned", replies[-1]), replies
     assert not re.search(r"[\u4e00-\u9fff]{4,}", replies[-1].split(":")[0])  # answered in English
+
+
+async def test_an_english_pick_from_the_list_in_everyday_words(bot_runtime: Runtime, runner: BotRunner,
+                                                                shop: TenantFixture) -> None:
+    """"the first one" picks the first listed order and the flow goes on (it was read as a new question)."""
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    report, replies = await customer.says("can I change the delivery address?")
+    assert report.flow == "change_address", report
+    listed = ORDER.findall(replies[-1])
+    assert len(listed) >= 2, replies
+    report, replies = await customer.says("the first one please")
+    assert report.flow == "change_address" and report.outcome == "answered", (report, replies)
+    assert ORDER.findall(replies[-1]) in ([], [listed[0]]), (listed, replies)  # asks for the address, or names it
+
+
+@pytest.mark.parametrize(("text", "picked"), [
+    ("2", 2), ("第二个", 2), ("就第二个吧", 2), ("第三笔订单", 3), ("the first one", 1), ("first one please", 1),
+    ("the 2nd", 2), ("number two", 2), ("No. 3", 3), ("#1", 1), ("the last one", 4), ("最后一个", 4),
+    ("the fifth one", 0), ("one", None), ("where is it", None), ("2 days ago", None)])
+def test_picks_by_position(text: str, picked: int | None) -> None:
+    assert ordinal(text, 4) == picked
 
 
 async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
