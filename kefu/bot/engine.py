@@ -191,8 +191,15 @@ class Engine:
         target = self.flows.for_intent(u.intent)
         confident = not policies.is_low_confidence(u, self.thresholds)
         if flow is not None and memory.step is not None:
-            switching = (target is not None and target.name != flow.name and u.confidence >= SWITCH_CONFIDENCE
-                         and not self._fills_step(text, u, flow, memory))
+            # "thanks, bye" or "hello" is never the answer to the pending question (an invoice title, say).
+            small_talk = u.intent in SMALL_TALK and u.confidence >= SWITCH_CONFIDENCE and \
+                not self._fills_step(text, u, flow, memory)
+            if small_talk and u.intent == "greeting":  # ask again, not counted as a miss
+                result.flow = flow.name
+                result.replies.append(self.flows.styled(self._pending_question(flow, memory, lang), lang))
+                return
+            switching = small_talk or (target is not None and target.name != flow.name
+                                       and u.confidence >= SWITCH_CONFIDENCE and not self._fills_step(text, u, flow, memory))
             if not switching:
                 result.flow = flow.name
                 await self._continue(text, u, flow, memory, customer, result)
@@ -347,6 +354,13 @@ class Engine:
     def _skill_of(self, memory: Memory) -> str | None:
         flow = self.flows.flows.get(memory.flow or "")
         return flow.skill if flow else None
+
+    def _pending_question(self, flow: Flow, memory: Memory, lang: str) -> str:
+        """The question the flow waits on, asked again."""
+        slot = self._slot(flow, memory.step)
+        if slot is not None:
+            return self._render(slot.prompt[lang], memory, lang)
+        return self._render(flow.confirm[lang], memory, lang) if flow.confirm else ""
 
     def _fill_ahead(self, flow: Flow, text: str, memory: Memory) -> bool:
         """Fill the flow's other open choice slots that ``text`` answers; whether it answered any."""

@@ -240,6 +240,22 @@ def test_picks_by_position(text: str, picked: int | None) -> None:
     assert ordinal(text, 4) == picked
 
 
+async def test_small_talk_is_not_taken_as_the_answer_to_a_pending_question(
+        bot_runtime: Runtime, runner: BotRunner, shop: TenantFixture) -> None:
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    orders = (await commerce_service.orders_of_contact(runtime=bot_runtime, tenant_id=shop.id,
+                                                       contact_id=customer.contact_id)).orders
+    report, replies = await customer.says(f"I need an invoice for {orders[0].order.order_id}")
+    assert report.flow == "invoice" and "invoice" in replies[-1], (report, replies)
+    question = replies[-1]
+    report, replies = await customer.says("hello")
+    assert report.outcome == "answered" and replies == [question], replies  # the same question again
+    report, replies = await customer.says("thanks, bye")
+    assert report.outcome == "answered" and report.resolved and "Reply \"yes\"" not in " ".join(replies), replies
+    report, replies = await customer.says("yes")  # nothing is pending any more: no invoice is requested
+    assert not any("Invoice request" in r or "already issued" in r for r in replies), replies
+
+
 async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
                                                     shop: TenantFixture) -> None:
     """Asked "return or exchange?", the customer gives the reason first: the bot keeps it, asks again without
