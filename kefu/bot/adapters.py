@@ -27,6 +27,7 @@ from kefu.bot.ports import (
     QueuePlacement,
 )
 from kefu.commerce import actions as commerce_actions
+from kefu.commerce import policies as commerce_policies
 from kefu.commerce import service as commerce_service
 from kefu.commerce.ports import SourceDown
 from kefu.commerce.schemas import Address, AddressChangeRequest, CancelRequest, LineQuantity, ReturnCreate
@@ -250,9 +251,10 @@ class CommerceOrderDesk:
     async def _refund_policy(self, *, tenant_id: str, lang: str, **_: Any) -> Outcome:
         async with self.runtime.sessionmaker() as session:
             rules = await commerce_service.rules_of(session=session, tenant_id=tenant_id)
-        excluded = "、".join(rules.excluded_categories) if lang == "zh" else ", ".join(rules.excluded_categories)
+        names = [commerce_policies.category_name(code, lang) for code in rules.excluded_categories]
+        excluded = "、".join(names) if lang == "zh" else " and ".join(", ".join(names).rsplit(", ", 1))
         if lang == "zh":
-            policy = (f"支持 {rules.no_reason_return_days} 天无理由退货（{excluded} 类商品除外），质量问题 "
+            policy = (f"支持 {rules.no_reason_return_days} 天无理由退货（{excluded}类商品除外），质量问题 "
                       f"{rules.defect_return_days} 天内可退换，运费由我们承担。退款在收到退货后 1-3 个工作日原路退回。"
                       f"付款后 {rules.price_protection_days} 天内降价可申请价保。")
         else:

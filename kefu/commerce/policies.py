@@ -28,7 +28,7 @@ from kefu.commerce.schemas import (
     StuckShipment,
 )
 from kefu.core.errors import Conflict, ValidationFailed
-from kefu.core.i18n import translate
+from kefu.core.i18n import lookup, translate
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
@@ -61,6 +61,11 @@ DEFAULT_RULES = CommerceRules()
 def reason(code: str, **params: Any) -> LocalisedReason:
     key = f"commerce.reason.{code}"
     return LocalisedReason(code=code, zh=translate(key, "zh", **params), en=translate(key, "en", **params))
+
+
+def category_name(code: str, lang: str) -> str:
+    """A product category as customers read it ("生鲜" / "fresh food"); a shop's own code, words spaced."""
+    return lookup(f"commerce.category.{code}", lang) or code.replace("_", " ")
 
 
 def minor_unit(currency: str | None) -> Decimal:
@@ -137,8 +142,13 @@ def return_eligibility(order: Order, item: OrderItem, now: datetime, rules: Comm
     if kind == "no_reason":
         if item.category in rules.excluded_categories or item.customised:
             cat = "customised" if item.customised else item.category
-            reasons.append(reason(f"excluded_{cat}" if cat in ("fresh_food", "customised") else "excluded_category",
-                                  category=cat))
+            if cat in ("fresh_food", "customised"):
+                reasons.append(reason(f"excluded_{cat}"))
+            else:
+                key = "commerce.reason.excluded_category"
+                reasons.append(LocalisedReason(code="excluded_category",
+                                               zh=translate(key, "zh", category=category_name(cat, "zh")),
+                                               en=translate(key, "en", category=category_name(cat, "en"))))
         if item.hygiene and item.opened:
             reasons.append(reason("opened_hygiene"))
     start = _received_at(order) or order.paid_at

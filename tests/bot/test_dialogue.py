@@ -256,6 +256,17 @@ async def test_small_talk_is_not_taken_as_the_answer_to_a_pending_question(
     assert not any("Invoice request" in r or "already issued" in r for r in replies), replies
 
 
+async def test_the_refund_policy_names_categories_in_words(bot_runtime: Runtime, runner: BotRunner,
+                                                           shop: TenantFixture) -> None:
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    _, replies = await customer.says("what is your return policy?")
+    assert "except fresh food and customised goods" in replies[-1], replies
+    # "你们…" (your …) starts many complaints, and once made this plain question read as anger (a handoff).
+    report, replies = await customer.says("你们的退货政策是什么？")
+    assert report.outcome == "answered", report
+    assert "生鲜、定制类商品除外" in replies[-1] and "_" not in replies[-1], replies
+
+
 async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
                                                     shop: TenantFixture) -> None:
     """Asked "return or exchange?", the customer gives the reason first: the bot keeps it, asks again without

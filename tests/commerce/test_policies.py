@@ -134,6 +134,17 @@ def test_return_eligibility_says_why_in_both_languages() -> None:
     assert policies.return_eligibility(late, late.items[0], NOW, longer).eligible
 
 
+def test_a_shop_excluded_category_is_named_in_words() -> None:
+    order = make_order([(Decimal("3999"), 1, Decimal("0")), (Decimal("20"), 1, Decimal("0"))],
+                       categories=["large_appliances", "garden_tools"])
+    rules = policies.CommerceRules(excluded_categories=["large_appliances", "garden_tools"])
+    known, own = (policies.return_eligibility(order, item, NOW, rules).reasons[0] for item in order.items)
+    assert known.code == own.code == "excluded_category"
+    assert "大家电" in known.zh and "large appliances" in known.en
+    assert "garden tools" in own.zh and "garden tools" in own.en  # a shop's own code, spaced
+    assert "_" not in known.zh + known.en + own.zh + own.en
+
+
 def test_hygiene_goods_once_opened_and_customised_goods_are_not_returnable_without_reason() -> None:
     order = make_order([(Decimal("99"), 1, Decimal("0")), (Decimal("59"), 1, Decimal("0"))])
     order.items[0].hygiene, order.items[0].opened = True, True
