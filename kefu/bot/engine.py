@@ -41,17 +41,20 @@ _ORDINAL = re.compile(r"第\s*([一二两三四五1-5])\s*(?:个|笔|单|项)?|(
                       r"(first|second|third|fourth|fifth)|(?:number|no\.?|#)\s*([1-5]|one|two|three|four|five)|"
                       r"(last|最后(?:一个|那个|一笔|那笔|一单)?)", re.IGNORECASE)
 # Words around a pick that do not change it: "the first one please", "就第二个吧", "I'll take number 2".
-_PICK_BEFORE = re.compile(r"^(?:the|just|i'll take|i want|i mean|it's|its|就|要|选|是)\s*", re.IGNORECASE)
-_PICK_AFTER = re.compile(r"\s*(?:one|order|item|please|pls|吧|啊|呀|哈|就行|就好|订单|那个|那笔|的)$", re.IGNORECASE)
+_PICK_BEFORE = re.compile(r"^(?:(?:the|just|i'll take|i want|i mean|it's|its)\b|就|要|选|是)\s*", re.IGNORECASE)
+_PICK_AFTER = re.compile(r"\s*(?:\b(?:one|order|item|please|pls)|吧|啊|呀|哈|就行|就好|订单|那个|那笔|的)$", re.IGNORECASE)
 
 
 def ordinal(text: str, count: int) -> int | None:
     """Which of ``count`` listed choices ``text`` picks by position (1-based): "2", "第二个", "the second one",
     "number 2", "the last one"; 0 when it names a position past the list, None when it is no pick by position."""
     said = text.strip().rstrip("。.!！?？~～ ").strip()
-    for _ in range(3):
-        said = _PICK_AFTER.sub("", _PICK_BEFORE.sub("", said)).strip()
     match = _ORDINAL.fullmatch(said)
+    for _ in range(3):  # "number one" must match before "one" is taken off as a filler
+        if match:
+            break
+        said = _PICK_AFTER.sub("", _PICK_BEFORE.sub("", said)).strip()
+        match = _ORDINAL.fullmatch(said)
     if not match:
         return None
     raw = next(g for g in match.groups() if g).lower()
@@ -193,7 +196,7 @@ class Engine:
         if flow is not None and memory.step is not None:
             # "thanks, bye" or "hello" is never the answer to the pending question (an invoice title, say).
             small_talk = u.intent in SMALL_TALK and u.confidence >= SWITCH_CONFIDENCE and \
-                not self._fills_step(text, u, flow, memory)
+                policies.only_small_talk(text) and not self._fills_step(text, u, flow, memory)
             if small_talk and u.intent == "greeting":  # ask again, not counted as a miss
                 result.flow = flow.name
                 result.replies.append(self.flows.styled(self._pending_question(flow, memory, lang), lang))
@@ -358,6 +361,8 @@ class Engine:
     def _pending_question(self, flow: Flow, memory: Memory, lang: str) -> str:
         """The question the flow waits on, asked again."""
         slot = self._slot(flow, memory.step)
+        if slot is not None and slot.type == "order" and not memory.slots.get("_choices"):
+            return self.flows.text("ask_order_number", lang)  # no list to choose from: the number was asked for
         if slot is not None:
             return self._render(slot.prompt[lang], memory, lang)
         return self._render(flow.confirm[lang], memory, lang) if flow.confirm else ""
@@ -367,22 +372,26 @@ class Engine:
         filled = False
         for slot in flow.slots:
             if slot.type == "choice" and slot.name not in memory.slots and f"slot:{slot.name}" != memory.step:
-                value = self._choose(slot, text)
+                value = self._choose(slot, text, most_of_it=True)
                 if value is not None:
                     memory.slots[slot.name] = value
                     filled = True
         return filled
 
     @staticmethod
-    def _choose(slot: Slot, text: str) -> str | None:
-        lowered = text.lower()
+    def _choose(slot: Slot, text: str, *, most_of_it: bool = False) -> str | None:
+        """The option whose longest word ``text`` contains; with ``most_of_it``, only a word that is more than
+        half of the message ("质量问题", "it's the wrong size"), not one met by chance ("which other options")."""
+        lowered = " ".join(text.lower().split()).strip(" ,，.。!！?？~～")
         best: tuple[int, str] | None = None
         for option in slot.options:
             for lang in ("zh", "en"):
                 for word in option.get(lang, []):
                     if word.lower() in lowered and (best is None or len(word) > best[0]):
                         best = (len(word), option["value"])
-        return best[1] if best else None
+        if best is None or (most_of_it and best[0] * 2 <= len(lowered)):
+            return None
+        return best[1]
 
     async def _orders(self, customer: Customer) -> list[OrderBrief]:
         if self._orders_cache is None:

@@ -42,8 +42,17 @@ _SENSITIVE_EN = re.compile(
     r"consumer (protection|association|council)|regulator|chargeback|bbb)\b", re.IGNORECASE)
 _LETTERS = re.compile(r"[A-Za-z\u4e00-\u9fff]")  # "2" or "👍" says nothing about the language
 _ID_LIKE = re.compile(r"\b[A-Za-z]{0,4}\d{4,}\b")
+_THANKS_WORDS = r"谢谢|谢谢你|谢谢您|多谢|感谢|thanks|thank you|thanks a lot|thx|ty"
+_THANKS = f"(?:{_THANKS_WORDS})"
 _YES = re.compile(r"^\s*(是|是的|对|对的|好|好的|嗯|确认|确定|可以|行|没问题|要|y|yes|yeah|yep|ok|okay|sure|confirm|"
-                  r"correct|right|go ahead|please do)\s*[!！。.~]*\s*$", re.IGNORECASE)
+                  r"correct|right|go ahead|please do)\s*[!！。.~]*\s*(?:[,，、\s]*" + _THANKS + r"\s*[!！。.~]*)?\s*$",
+                  re.IGNORECASE)
+# A message that is nothing but a greeting, thanks or goodbye ("thanks, bye", "你好", "好的谢谢再见"): never the
+# answer to a pending question, where "Thanks Group" (an invoice title) or "hello, 12 Baker St" may be.
+_SMALL_TALK_ONLY = re.compile(
+    r"^(?:[\s,，.。!！~～、]*(?:hi there|hello there|hi|hello|hey|你好|您好|哈喽|嗨|在吗|在不在|" + _THANKS_WORDS +
+    r"|bye|goodbye|bye bye|see you|再见|拜拜|ok|okay|好的|好|嗯|that's all|没有了|没事了))+[\s,，.。!！~～、]*$",
+    re.IGNORECASE)
 _NO = re.compile(r"^\s*(不|不是|不要|不用|否|算了|取消|no|nope|nah|cancel|don'?t|stop|never ?mind)\b.*$|"
                  r"^\s*(不|不是|不要|不用|算了|先不)", re.IGNORECASE)
 # The customer's verdict on a knowledge-base answer, said right after it. "Not helpful" is checked first, so
@@ -131,6 +140,10 @@ def is_low_confidence(understanding: Understanding, thresholds: HandoffThreshold
 
 def is_yes(text: str) -> bool:
     return bool(_YES.match(text.strip()))
+
+
+def only_small_talk(text: str) -> bool:
+    return bool(_SMALL_TALK_ONLY.match(text.strip()))
 
 
 def is_no(text: str) -> bool:

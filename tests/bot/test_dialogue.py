@@ -229,12 +229,14 @@ async def test_an_english_pick_from_the_list_in_everyday_words(bot_runtime: Runt
     assert len(listed) >= 2, replies
     report, replies = await customer.says("the first one please")
     assert report.flow == "change_address" and report.outcome == "answered", (report, replies)
-    assert ORDER.findall(replies[-1]) in ([], [listed[0]]), (listed, replies)  # asks for the address, or names it
+    report, replies = await customer.says("No. 88 Wensan Road, Xihu District, Hangzhou, Li Lei 13800138000")
+    assert ORDER.findall(replies[-1]) == [listed[0]] and 'Reply "yes"' in replies[-1], (listed, replies)
 
 
 @pytest.mark.parametrize(("text", "picked"), [
     ("2", 2), ("第二个", 2), ("就第二个吧", 2), ("第三笔订单", 3), ("the first one", 1), ("first one please", 1),
-    ("the 2nd", 2), ("number two", 2), ("No. 3", 3), ("#1", 1), ("the last one", 4), ("最后一个", 4),
+    ("the 2nd", 2), ("number two", 2), ("number one", 1), ("No. 3", 3), ("#1", 1), ("the last one", 4),
+    ("最后一个", 4), ("2nd floor", None), ("phone", None),
     ("the fifth one", 0), ("one", None), ("where is it", None), ("2 days ago", None)])
 def test_picks_by_position(text: str, picked: int | None) -> None:
     assert ordinal(text, 4) == picked
@@ -254,6 +256,13 @@ async def test_small_talk_is_not_taken_as_the_answer_to_a_pending_question(
     assert report.outcome == "answered" and report.resolved and "Reply \"yes\"" not in " ".join(replies), replies
     report, replies = await customer.says("yes")  # nothing is pending any more: no invoice is requested
     assert not any("Invoice request" in r or "already issued" in r for r in replies), replies
+
+    # A real answer that merely starts like small talk is still the answer, and "yes, thanks" is a yes.
+    await customer.says(f"I need an invoice for {orders[0].order.order_id}")
+    report, replies = await customer.says("Thanks Group Ltd")
+    assert '"Thanks Group Ltd"? Reply "yes"' in replies[-1], replies
+    report, replies = await customer.says("yes, thanks")  # the order system is asked (whatever it answers)
+    assert any(w in r for r in replies for w in ("Invoice request", "already issued", "can't be invoiced")), replies
 
 
 async def test_the_refund_policy_names_categories_in_words(bot_runtime: Runtime, runner: BotRunner,
@@ -281,6 +290,18 @@ async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runne
         assert report.outcome == "answered" and "还是换货" in replies[-1], (report, replies)
     report, replies = await customer.says("换货")
     assert "原因：质量问题" in replies[-1] and "确认" in replies[-1], replies
+
+
+async def test_a_word_met_by_chance_does_not_answer_a_later_question(bot_runtime: Runtime, runner: BotRunner,
+                                                                     shop: TenantFixture) -> None:
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    report, replies = await customer.says("I want to return an item")
+    if "Which order" in replies[-1]:
+        report, replies = await customer.says("the first one")
+    assert "refund (return) or an exchange" in replies[-1], replies
+    report, replies = await customer.says("which other options do I have?")  # "other" is a reason's word
+    report, replies = await customer.says("an exchange")
+    assert "What's the reason?" in replies[-1], replies  # the reason was not taken from "other"
 
 
 async def test_messages_missed_while_down_are_answered_after_a_restart(

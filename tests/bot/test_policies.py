@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kefu.bot import policies
 from kefu.bot.adapters import CommerceOrderDesk
-from kefu.bot.flows import FlowSet, render
+from kefu.bot.flows import FlowSet, builtin_sources, parse_flow, render
 from kefu.commerce.schemas import Order, Shipment, TrackingEvent
 from kefu.core.errors import Conflict
 from kefu.nlp import service as nlp_service
@@ -99,8 +99,11 @@ def test_templates_render_whatever_the_placeholders(template: str, params: dict[
 def test_the_expected_wait_reads_as_a_sentence(seconds: int, lang: str, said: str) -> None:
     minutes, wait = policies.wait_in_words(seconds, lang)
     assert FlowSet().text("handoff_wait", lang, minutes=minutes, wait=wait) == said
-    # A brand text a tenant saved with {minutes} before {wait} existed still reads right.
-    assert render("About {minutes} min.", {"minutes": minutes, "wait": wait}) == f"About {minutes} min."
+    # A brand a tenant saved before {wait} existed, whose text uses {minutes}, still reads right.
+    saved = builtin_sources()["brand"].replace('en: "The expected wait is about {wait}."', 'en: "About {minutes} min."')
+    assert saved != builtin_sources()["brand"]
+    tenant = FlowSet({"brand": parse_flow(saved, expected_name="brand")})
+    assert tenant.text("handoff_wait", "en", minutes=minutes, wait=wait) == f"About {minutes} min."
 
 
 @pytest.mark.parametrize("status", ["picked_up", "in_transit", "out_for_delivery", "delivered", "exception",

@@ -13,6 +13,9 @@ import type { Attachment, Contact, Conversation, Disposition, Frame, Message, Pa
 const mergeMessages = S.mergeMessages;
 
 /** Plain text of an HTML snippet (knowledge answers): the composer only ever holds text. */
+/** Intents that say how the customer talks, not what they want: the composer and offers skip them. */
+const META_INTENTS = new Set(["contact_human_agent", "contact_customer_service", "greeting", "thanks", "goodbye", "out_of_scope"]);
+
 export function htmlToText(html: string): string {
   if (typeof DOMParser === "undefined") return html.replace(/<[^>]*>/g, "");
   return new DOMParser().parseFromString(html, "text/html").body.textContent ?? "";
@@ -341,8 +344,9 @@ export class Workspace {
     try {
       const bot: { turns: { intent?: string | null; intent_title?: string | null }[] } = await this.api.get(
         `/api/v1/bot/conversations/${conversationId}`, { retries: 0 });
-      const turn = [...bot.turns].reverse().find((turn) => turn.intent);
-      // The intent's name in the agent's language (the request's Accept-Language), its code otherwise.
+      // The newest turn that says what the customer wants ("转人工" or "thanks" do not), by its name in the
+      // agent's language (the request's Accept-Language), its code otherwise.
+      const turn = [...bot.turns].reverse().find((turn) => turn.intent && !META_INTENTS.has(turn.intent));
       intent = turn ? turn.intent_title ?? turn.intent ?? null : null;
     } catch {
       /* no bot on this conversation */
@@ -355,6 +359,12 @@ export class Workspace {
       /* no knowledge base */
     }
     this.extra.update((x) => ({ ...x, suggestions: { ...x.suggestions, [conversationId]: { intent, items } } }));
+  }
+
+  /** After a language switch: the bot's intent names again, for the open conversation and pending offers. */
+  relabel(): void {
+    const ids = new Set([this.store.get().selected, ...this.extra.get().offers.map((o) => o.conversation_id)]);
+    for (const id of ids) if (id && this.extra.get().suggestions[id]) void this.loadSuggestions(id);
   }
 
   /** One page of the contact's whole timeline, older than `before` (or the newest page). */

@@ -122,6 +122,9 @@ function WorkspaceScreen({ session, onSignOut }: { session: Session; onSignOut: 
     return () => ws.stop();
   }, [ws]);
 
+  // Texts the server words for the agent's language (the bot's intent names) follow a language switch.
+  useEffect(() => localeStore.subscribe(() => ws.relabel()), [ws]);
+
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       const target = e.target as HTMLElement;
