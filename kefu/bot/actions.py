@@ -33,7 +33,7 @@ from kefu.conversations import actions as conversation_actions
 from kefu.conversations.schemas import MessageRead
 from kefu.core.clock import utcnow
 from kefu.core.errors import Conflict, NotFound, ValidationFailed, check_version
-from kefu.core.i18n import translate
+from kefu.core.i18n import lookup, translate
 from kefu.core.ids import new_id
 from kefu.events.uow import UnitOfWork
 from kefu.nlp import policies as nlp_policies
@@ -181,8 +181,11 @@ class TurnWrite:
 
 def _memory_turns(memory: Memory, write: TurnWrite) -> list[dict[str, Any]]:
     turns = list(memory.turns)
-    turns.append({"who": "customer", "text": policies.clip(write.text), "intent": write.result.intent,
-                  "confidence": round(write.result.confidence, 3)})
+    turn: dict[str, Any] = {"who": "customer", "text": policies.clip(write.text), "intent": write.result.intent,
+                            "confidence": round(write.result.confidence, 3)}
+    if write.result.actions:  # what the bot did for it: the handoff summary lists the whole conversation's
+        turn["actions"] = list(write.result.actions)
+    turns.append(turn)
     for reply in write.result.replies:
         turns.append({"who": "bot", "text": policies.clip(reply)})
     return turns[-12:]
@@ -311,6 +314,13 @@ async def _hand_off(uow: UnitOfWork, write: TurnWrite,
     return row, placement
 
 
+def _did_in_words(action: dict[str, Any], lang: str) -> str:
+    """"查物流（完成）" / "tracked the parcel (done)": a skill and its outcome as the agent reads them."""
+    skill, code = str(action.get("skill")), str(action.get("code"))
+    done = lookup(f"bot_outcome.{code}", lang) or code
+    return translate("bot_summary_action", lang, skill=lookup(f"bot_skill.{skill}", lang) or skill, outcome=done)
+
+
 def build_summary(write: TurnWrite, decision: policies.HandoffDecision) -> dict[str, Any]:
     """What an agent reads first: why, what the customer wants, the order, what the bot did and said."""
     result = write.result
@@ -320,7 +330,8 @@ def build_summary(write: TurnWrite, decision: policies.HandoffDecision) -> dict[
     order = memory.orders.get(order_id or "", {}) if order_id else {}
     bot_said = [t["text"] for t in memory.turns if t.get("who") == "bot"][-4:]
     customer_said = [t["text"] for t in memory.turns if t.get("who") == "customer"][-4:]
-    did = [a for a in result.actions][-5:]
+    # What the bot did in this conversation (turns kept in memory), this turn included.
+    did = [a for turn in memory.turns for a in turn.get("actions") or ()][-5:] or list(result.actions)[-5:]
     lang = result.language
     emotion = write.understanding.get("emotion", {}).get("label", "neutral")
     parts = [translate("bot_summary_reason", lang, reason=translate(f"bot_reason_{decision.reason}", lang)),
@@ -330,7 +341,7 @@ def build_summary(write: TurnWrite, decision: policies.HandoffDecision) -> dict[
         parts.append(translate("bot_summary_order", lang, headline=order.get("headline") or order.get("number", "")))
     if did:
         parts.append(translate("bot_summary_did", lang,
-                               actions=", ".join(f"{a.get('skill')}={a.get('code')}" for a in did)))
+                               actions=("、" if lang == "zh" else "; ").join(_did_in_words(a, lang) for a in did)))
     if customer_said:
         parts.append(translate("bot_summary_customer", lang, text=customer_said[-1]))
     return {

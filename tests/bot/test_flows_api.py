@@ -6,7 +6,7 @@ import httpx
 import pytest
 import yaml
 
-from kefu.bot.flows import FlowInvalid, FlowSet, builtin_flows, builtin_sources, parse_flow
+from kefu.bot.flows import SKILLS, FlowInvalid, FlowSet, builtin_flows, builtin_sources, parse_flow
 from tests.factories import TenantFixture
 
 
@@ -19,6 +19,17 @@ def test_every_builtin_flow_parses_and_speaks_both_languages() -> None:
         for texts in [flow.title, *flow.replies.values(), *(s.prompt for s in flow.slots)]:
             assert texts.get("zh") and texts.get("en") and texts["zh"] != texts["en"], flow.name
     assert FlowSet().for_intent("track_order").name == "track_order"
+
+
+def test_every_skill_and_outcome_has_words_for_the_handoff_summary() -> None:
+    from kefu.core.i18n import catalogue_files
+
+    for lang in ("zh", "en"):
+        texts = catalogue_files(lang)
+        for skill in SKILLS.values():
+            assert texts.get(f"bot_skill.{skill.name}"), (lang, skill.name)
+            for code in (*skill.codes, *skill.failures, "declined"):
+                assert texts.get(f"bot_outcome.{code}"), (lang, skill.name, code)
 
 
 @pytest.mark.parametrize(("change", "path", "words"), [
