@@ -51,7 +51,7 @@ _YES = re.compile(r"^\s*(是|是的|对|对的|好|好的|嗯|确认|确定|可�
 # answer to a pending question, where "Thanks Group" (an invoice title) or "hello, 12 Baker St" may be.
 _SMALL_TALK_ONLY = re.compile(
     r"^(?:[\s,，.。!！~～、]*(?:hi there|hello there|hi|hello|hey|你好|您好|哈喽|嗨|在吗|在不在|" + _THANKS_WORDS +
-    r"|bye|goodbye|bye bye|see you|再见|拜拜|ok|okay|好的|好|嗯|that's all|没有了|没事了))+[\s,，.。!！~～、]*$",
+    r"|bye|goodbye|see you|再见|拜拜|ok|okay|好的|好|嗯|that's all|没有了|没事了))+[\s,，.。!！~～、]*$",
     re.IGNORECASE)
 _NO = re.compile(r"^\s*(不|不是|不要|不用|否|算了|取消|no|nope|nah|cancel|don'?t|stop|never ?mind)\b.*$|"
                  r"^\s*(不|不是|不要|不用|算了|先不)", re.IGNORECASE)
@@ -138,12 +138,19 @@ def is_low_confidence(understanding: Understanding, thresholds: HandoffThreshold
     return understanding.intent == "out_of_scope" or understanding.confidence < thresholds.low_confidence
 
 
+# A yes or a bit of small talk is short; longer text is never one, and is not fed to the patterns above (their
+# runs of optional spaces would take time growing with a long message's length).
+_SHORT = 60
+
+
 def is_yes(text: str) -> bool:
-    return bool(_YES.match(text.strip()))
+    text = text.strip()
+    return len(text) <= _SHORT and bool(_YES.match(text))
 
 
 def only_small_talk(text: str) -> bool:
-    return bool(_SMALL_TALK_ONLY.match(text.strip()))
+    text = text.strip()
+    return len(text) <= _SHORT and bool(_SMALL_TALK_ONLY.match(text))
 
 
 def is_no(text: str) -> bool:

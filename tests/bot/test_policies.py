@@ -68,9 +68,18 @@ def test_extra_sensitive_words_per_inbox() -> None:
 
 @pytest.mark.parametrize(("text", "yes", "no"), [("是", True, False), ("好的", True, False), ("yes", True, False),
                                                   ("OK!", True, False), ("不要", False, True), ("算了", False, True),
-                                                  ("no thanks", False, True), ("我的快递", False, False)])
+                                                  ("no thanks", False, True), ("我的快递", False, False),
+                                                  ("好的，谢谢", True, False), ("yes, thank you!", True, False),
+                                                  ("yes" + " " * 3000 + "x", False, False)])
 def test_yes_and_no(text: str, yes: bool, no: bool) -> None:
     assert (policies.is_yes(text), policies.is_no(text)) == (yes, no)
+
+
+@pytest.mark.parametrize(("text", "only"), [("thanks, bye", True), ("你好", True), ("好的谢谢再见！", True),
+                                            ("Thanks Group Ltd", False), ("hello, 12 Baker Street", False),
+                                            ("你好科技有限公司", False), ("bye " * 400 + "x", False)])
+def test_only_small_talk(text: str, only: bool) -> None:
+    assert policies.only_small_talk(text) is only
 
 
 def test_the_other_one() -> None:
