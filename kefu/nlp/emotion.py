@@ -27,6 +27,7 @@ _EMOTIONS = ("anger", "anxiety", "sadness", "joy", "surprise")
 # An emotion needs this much raw evidence to be the label; below it the message is neutral.
 _MIN_RAW = 0.55
 _EN_WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+_ALNUM = re.compile(r"[A-Za-z0-9][A-Za-z0-9']*")
 # Negation and intensifiers only reach back within the clause of the cue.
 _CLAUSE_END = re.compile(r"[,.;:!?，。；：！？、\n]")
 # "别骗我", "don't lie to me": a prohibition in front of an anger word is still anger.
@@ -278,16 +279,22 @@ def analyse_emotion(text: str, folded: str, *, anger_p: float | None = None) -> 
     return emotion, Sentiment(polarity=polarity, score=value)
 
 
+def _latin_words(text: str) -> list[str]:
+    """The Latin-letter words of ``text``, leaving out codes that mix letters and digits ("91330100MA2XXXXX", a
+    tax number; "ZTO7000001961"): their capitals are how codes are written, not shouting."""
+    return [t for t in _ALNUM.findall(text) if not any(c.isdigit() for c in t) and any(c.isalpha() for c in t)]
+
+
 def _emphasis(text: str, ok: frozenset[str]) -> bool:
     """One shouted word in an otherwise normal sentence ("I want it NOW")."""
-    words = _EN_WORD.findall(text)
+    words = _latin_words(text)
     if len(words) < 3:
         return False
     return any(len(w) >= 3 and w.isupper() and w not in ok for w in words) and any(w.islower() for w in words)
 
 
 def _shouting(text: str, ok: frozenset[str]) -> bool:
-    words = [w for w in _EN_WORD.findall(text) if len(w) >= 2]
+    words = [w for w in _latin_words(text) if len(w) >= 2]
     if len(words) < 2:
         return False
     caps = [w for w in words if w.isupper() and w not in ok]

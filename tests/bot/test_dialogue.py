@@ -257,6 +257,12 @@ async def test_small_talk_is_not_taken_as_the_answer_to_a_pending_question(
     report, replies = await customer.says("yes")  # nothing is pending any more: no invoice is requested
     assert not any("Invoice request" in r or "already issued" in r for r in replies), replies
 
+    # A company title with its tax number (capitals and digits) is a title, not an angry customer.
+    await customer.says(f"I need an invoice for {orders[0].order.order_id}")
+    report, replies = await customer.says("杭州某某科技有限公司 税号91330100MA2XXXXX")
+    assert report.outcome == "answered" and "91330100MA2XXXXX" in replies[-1], (report, replies)
+    await customer.says("no")
+
     # A real answer that merely starts like small talk is still the answer, and "yes, thanks" is a yes.
     await customer.says(f"I need an invoice for {orders[0].order.order_id}")
     report, replies = await customer.says("Thanks Group Ltd")
