@@ -489,7 +489,7 @@ class Engine:
             "change_address": lambda o: o.open_for_changes,
             "refund_status": lambda o: o.has_refund,
             "return_or_exchange": lambda o: o.status in ("delivered", "completed", "partially_refunded"),
-            "price_protection": lambda o: o.status not in ("cancelled", "refunded"),
+            "price_protection": lambda o: o.status not in ("cancelled", "refunded", "returned", "unpaid"),
             "request_invoice": lambda o: o.status not in ("cancelled", "unpaid"),
         }.get(skill or "")
         return relevant is None or bool(relevant(order))

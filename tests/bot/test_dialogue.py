@@ -282,6 +282,18 @@ async def test_the_refund_policy_names_categories_in_words(bot_runtime: Runtime,
     assert "生鲜、定制类商品除外" in replies[-1] and "_" not in replies[-1], replies
 
 
+async def test_price_protection_is_offered_for_paid_orders_only(bot_runtime: Runtime, runner: BotRunner,
+                                                                shop: TenantFixture) -> None:
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    orders = (await commerce_service.orders_of_contact(runtime=bot_runtime, tenant_id=shop.id,
+                                                       contact_id=customer.contact_id)).orders
+    unpaid = {v.order.order_id for v in orders if v.order.status in ("unpaid", "cancelled", "refunded", "returned")}
+    assert unpaid  # c1001 has an unpaid order (DS100004) and a cancelled one
+    report, replies = await customer.says("买贵了，降价了能补差价吗")
+    assert report.flow == "price_protection", report
+    assert not unpaid & set(ORDER.findall(replies[-1])), (unpaid, replies)
+
+
 async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
                                                     shop: TenantFixture) -> None:
     """Asked "return or exchange?", the customer gives the reason first: the bot keeps it, asks again without
