@@ -45,6 +45,23 @@ _PICK_BEFORE = re.compile(r"^(?:(?:the|just|i'll take|i want|i mean|it's|its)\b|
 _PICK_AFTER = re.compile(r"\s*(?:\b(?:one|order|item|please|pls)|吧|啊|呀|哈|就行|就好|订单|那个|那笔|的)$", re.IGNORECASE)
 
 
+# A message that fits a pending free-text question answers it unless its intent is at least this sure.
+TEXT_ANSWER_UNLESS = 0.9
+
+
+def _fits_text_slot(slot: Slot, text: str) -> bool:
+    value = " ".join(text.split())
+    return slot.min_length <= len(value) <= slot.max_length and not (slot.pattern and not re.search(slot.pattern, value))
+
+
+def _loose_order_numbers(text: str, u: Understanding) -> list[str]:
+    """Digit runs that may be order numbers of a shop whose format the model does not know, less the ones it
+    recognised as something else (a phone number, a tracking number)."""
+    taken = {e.value for e in u.entities if e.type != "order_number"} | \
+        {e.normalized for e in u.entities if e.type != "order_number" and e.normalized}
+    return [m.group(0) for m in _ORDER_NUMBER.finditer(text) if m.group(0) not in taken]
+
+
 def ordinal(text: str, count: int) -> int | None:
     """Which of ``count`` listed choices ``text`` picks by position (1-based): "2", "第二个", "the second one",
     "number 2", "the last one"; 0 when it names a position past the list, None when it is no pick by position."""
@@ -209,7 +226,7 @@ class Engine:
                 return
             memory.reset_flow()
         if not confident and memory.last_flow in self.flows.flows and (
-                policies.means_other_one(text) or u.entities_of("order_number") or _ORDER_NUMBER.search(text)):
+                policies.means_other_one(text) or u.entities_of("order_number") or _loose_order_numbers(text, u)):
             # "And the other one?" / "what about DS100008?": the same question about another order.
             target, confident, low = self.flows.flows[memory.last_flow], True, None
         if not confident or low is not None:
@@ -244,11 +261,13 @@ class Engine:
         if slot is None:
             return False
         if slot.type == "order":
-            return bool(u.entities_of("order_number") or _ORDER_NUMBER.search(text) or policies.means_other_one(text)
-                        or ordinal(text, MAX_CHOICES) is not None)
+            return bool(u.entities_of("order_number") or _loose_order_numbers(text, u)
+                        or policies.means_other_one(text) or ordinal(text, MAX_CHOICES) is not None)
         if slot.type == "choice":
             return self._choose(slot, text) is not None
-        return False
+        # Free text (an address, an invoice title) that fits the slot is its answer unless the message is clearly
+        # a new question: an address with a phone number read as "track my order" at 0.66.
+        return u.confidence < TEXT_ANSWER_UNLESS and _fits_text_slot(slot, text)
 
     async def _continue(self, text: str, u: Understanding, flow: Flow, memory: Memory, customer: Customer,
                         result: TurnResult) -> None:
@@ -347,8 +366,7 @@ class Engine:
         if not asked:
             return False
         value = " ".join(text.split())
-        if len(value) < slot.min_length or len(value) > slot.max_length or (
-                slot.pattern and not re.search(slot.pattern, value)):
+        if not _fits_text_slot(slot, value):
             self._strike(memory, lang, result, self.flows.styled((slot.invalid or slot.prompt)[lang], lang))
             return False
         memory.slots[slot.name] = value
@@ -403,7 +421,7 @@ class Engine:
                           result: TurnResult, *, asked: bool, skill: str | None) -> OrderBrief | None:
         lang = result.language
         numbers = [e.normalized or e.value for e in u.entities_of("order_number")]
-        numbers += [m.group(0) for m in _ORDER_NUMBER.finditer(text) if m.group(0) not in numbers]
+        numbers += [n for n in _loose_order_numbers(text, u) if n not in numbers]
         own = await self._orders(customer)
         by_id = {o.id: o for o in own}
         if numbers:

@@ -294,6 +294,23 @@ async def test_price_protection_is_offered_for_paid_orders_only(bot_runtime: Run
     assert not unpaid & set(ORDER.findall(replies[-1])), (unpaid, replies)
 
 
+async def test_an_address_with_a_phone_number_is_the_answer_not_an_order_number(
+        bot_runtime: Runtime, runner: BotRunner, shop: TenantFixture) -> None:
+    customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
+    report, replies = await customer.says("我要修改收货地址")
+    if "哪一笔" in replies[-1]:
+        report, replies = await customer.says("第一个")
+    [number] = ORDER.findall(replies[-1])  # the order the address is for is named in the question
+    address = "浙江省杭州市西湖区文三路88号 李雷 13800138000"  # the model reads it as "track my order" (0.66)
+    report, replies = await customer.says(address)
+    assert report.flow == "change_address" and f"确认把订单 {number} 的收货地址改为：{address}" in replies[-1], replies
+    # A clear new question at that step still leaves the flow for its own.
+    await customer.says("不了")
+    await customer.says("我要修改收货地址")
+    report, replies = await customer.says("where is my parcel?")
+    assert report.flow == "track_order", (report, replies)
+
+
 async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
                                                     shop: TenantFixture) -> None:
     """Asked "return or exchange?", the customer gives the reason first: the bot keeps it, asks again without
