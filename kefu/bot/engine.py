@@ -310,6 +310,12 @@ class Engine:
                        result: TurnResult, *, fresh: bool) -> None:
         """Fill what this message offers, ask for the first missing slot, confirm, then run the skill."""
         lang = result.language
+        if fresh:  # the opening message may answer later questions too: "I received the wrong item", "我要退货"
+            for slot in flow.slots:
+                if slot.type == "choice" and slot.name not in memory.slots:
+                    value = self._choose(slot, text, unambiguous=True)
+                    if value is not None:
+                        memory.slots[slot.name] = value
         for slot in flow.slots:
             if slot.name in memory.slots:
                 continue
@@ -356,7 +362,8 @@ class Engine:
             result.order_category = order.category
             return True
         if slot.type == "choice":
-            value = self._choose(slot, text)
+            # Asked, the longest word decides; unasked, a message naming two options ("退换货") answers neither.
+            value = self._choose(slot, text, unambiguous=not asked)
             if value is None:
                 if asked:
                     self._strike(memory, lang, result, self.flows.styled(slot.prompt[lang], lang))
@@ -397,17 +404,21 @@ class Engine:
         return filled
 
     @staticmethod
-    def _choose(slot: Slot, text: str, *, most_of_it: bool = False) -> str | None:
+    def _choose(slot: Slot, text: str, *, most_of_it: bool = False, unambiguous: bool = False) -> str | None:
         """The option whose longest word ``text`` contains; with ``most_of_it``, only a word that is more than
-        half of the message ("质量问题", "it's the wrong size"), not one met by chance ("which other options")."""
+        half of the message ("质量问题", "it's the wrong size"), not one met by chance ("which other options");
+        with ``unambiguous``, only when no other option's word is in it too ("退换货" names both)."""
         lowered = " ".join(text.lower().split()).strip(" ,，.。!！?？~～")
         best: tuple[int, str] | None = None
+        met: set[str] = set()
         for option in slot.options:
             for lang in ("zh", "en"):
                 for word in option.get(lang, []):
-                    if word.lower() in lowered and (best is None or len(word) > best[0]):
-                        best = (len(word), option["value"])
-        if best is None or (most_of_it and best[0] * 2 <= len(lowered)):
+                    if word.lower() in lowered:
+                        met.add(option["value"])
+                        if best is None or len(word) > best[0]:
+                            best = (len(word), option["value"])
+        if best is None or (most_of_it and best[0] * 2 <= len(lowered)) or (unambiguous and len(met) > 1):
             return None
         return best[1]
 

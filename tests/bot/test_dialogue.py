@@ -311,12 +311,28 @@ async def test_an_address_with_a_phone_number_is_the_answer_not_an_order_number(
     assert report.flow == "track_order", (report, replies)
 
 
+async def test_the_opening_message_answers_what_it_says_and_no_more(bot_runtime: Runtime, runner: BotRunner,
+                                                                   shop: TenantFixture) -> None:
+    """"质量问题，想换货" says the reason and the kind: neither is asked again. "我要退换货" names both kinds:
+    the bot asks which (it took "换货" out of it before)."""
+    both = await shopper(bot_runtime, runner, shop.id, shop.inbox_id, customer_id="c1021")
+    report, replies = await both.says("质量问题，想换货")
+    if "哪一笔" in replies[-1]:
+        report, replies = await both.says("第一个")
+    assert "申请换货，原因：质量问题" in replies[-1], replies
+    undecided = await shopper(bot_runtime, runner, shop.id, shop.inbox_id, customer_id="c1022")
+    report, replies = await undecided.says("我要退换货")
+    if "哪一笔" in replies[-1]:
+        report, replies = await undecided.says("第一个")
+    assert "还是换货" in replies[-1], replies
+
+
 async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runner: BotRunner,
                                                     shop: TenantFixture) -> None:
     """Asked "return or exchange?", the customer gives the reason first: the bot keeps it, asks again without
     counting a miss, and does not ask for the reason later."""
     customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
-    report, replies = await customer.says("我要退货")
+    report, replies = await customer.says("我要退换货")  # both kinds named: the bot asks which
     if "哪一笔" in replies[-1]:
         report, replies = await customer.says("第一个")
     assert "还是换货" in replies[-1], replies
@@ -330,7 +346,7 @@ async def test_an_answer_to_a_later_question_is_kept(bot_runtime: Runtime, runne
 async def test_a_word_met_by_chance_does_not_answer_a_later_question(bot_runtime: Runtime, runner: BotRunner,
                                                                      shop: TenantFixture) -> None:
     customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
-    report, replies = await customer.says("I want to return an item")
+    report, replies = await customer.says("can I return or exchange an item?")
     if "Which order" in replies[-1]:
         report, replies = await customer.says("the first one")
     assert "refund (return) or an exchange" in replies[-1], replies
