@@ -331,7 +331,8 @@ def build_summary(write: TurnWrite, decision: policies.HandoffDecision) -> dict[
     bot_said = [t["text"] for t in memory.turns if t.get("who") == "bot"][-4:]
     customer_said = [t["text"] for t in memory.turns if t.get("who") == "customer"][-4:]
     # What the bot did in this conversation (turns kept in memory), this turn included.
-    did = [a for turn in memory.turns for a in turn.get("actions") or ()][-5:] or list(result.actions)[-5:]
+    did = [a for a in [a for turn in memory.turns for a in turn.get("actions") or ()] or result.actions
+           if a.get("skill")][-5:]  # a tenant's flow without a skill did nothing to report
     lang = result.language
     emotion = write.understanding.get("emotion", {}).get("label", "neutral")
     parts = [translate("bot_summary_reason", lang, reason=translate(f"bot_reason_{decision.reason}", lang)),

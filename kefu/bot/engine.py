@@ -54,12 +54,23 @@ def _fits_text_slot(slot: Slot, text: str) -> bool:
     return slot.min_length <= len(value) <= slot.max_length and not (slot.pattern and not re.search(slot.pattern, value))
 
 
-def _loose_order_numbers(text: str, u: Understanding) -> list[str]:
-    """Digit runs that may be order numbers of a shop whose format the model does not know, less the ones it
-    recognised as something else (a phone number, a tracking number)."""
-    taken = {e.value for e in u.entities if e.type != "order_number"} | \
-        {e.normalized for e in u.entities if e.type != "order_number" and e.normalized}
-    return [m.group(0) for m in _ORDER_NUMBER.finditer(text) if m.group(0) not in taken]
+def _loose_order_numbers(text: str, u: Understanding, *, others: bool = False) -> list[str]:
+    """Digit runs that may be order numbers of a shop whose format the model does not know, less the ones inside
+    something it recognised as else (a phone number, a tracking number); ``others``: just those."""
+    spans = [(e.start, e.end) for e in u.entities if e.type != "order_number"]
+    out = []
+    for m in _ORDER_NUMBER.finditer(text):
+        inside = any(start < m.end() and m.start() < end for start, end in spans)
+        if inside == others:
+            out.append(m.group(0))
+    return out
+
+
+def _contains(text: str, word: str) -> bool:
+    """``word`` in ``text``; a Latin word only as a whole word ("other" is not in "another")."""
+    if word.isascii() and word[:1].isalnum():
+        return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text) is not None
+    return word in text
 
 
 def ordinal(text: str, count: int) -> int | None:
@@ -210,6 +221,9 @@ class Engine:
         flow = self.flows.flows.get(memory.flow or "")
         target = self.flows.for_intent(u.intent)
         confident = not policies.is_low_confidence(u, self.thresholds)
+        if flow is not None and memory.step is not None and memory.step != "confirm" and policies.is_decline(text):
+            self._decline(flow, memory, result, lang)  # "算了" / "never mind" to the question it asks
+            return
         if flow is not None and memory.step is not None:
             # "thanks, bye" or "hello" is never the answer to the pending question (an invoice title, say).
             small_talk = u.intent in SMALL_TALK and u.confidence >= SWITCH_CONFIDENCE and \
@@ -267,7 +281,7 @@ class Engine:
             return self._choose(slot, text) is not None
         # Free text (an address, an invoice title) that fits the slot is its answer unless the message is clearly
         # a new question: an address with a phone number read as "track my order" at 0.66.
-        return u.confidence < TEXT_ANSWER_UNLESS and _fits_text_slot(slot, text)
+        return not policies.only_small_talk(text) and u.confidence < TEXT_ANSWER_UNLESS and _fits_text_slot(slot, text)
 
     async def _continue(self, text: str, u: Understanding, flow: Flow, memory: Memory, customer: Customer,
                         result: TurnResult) -> None:
@@ -277,12 +291,7 @@ class Engine:
                 memory.strikes = 0
                 await self._perform(flow, memory, customer, result)
             elif policies.is_no(text):
-                memory.strikes = 0
-                memory.reset_flow()
-                result.replies.append(self.flows.styled(flow.reply("declined", lang)
-                                                        or self.flows.text("confirm_declined", lang), lang))
-                result.actions.append({"skill": flow.skill, "ok": True, "code": "declined"})
-                result.resolved = True
+                self._decline(flow, memory, result, lang)
             else:
                 self._strike(memory, lang, result, self.flows.text("confirm_again", lang))
             return
@@ -299,6 +308,14 @@ class Engine:
         if not filled:
             return
         await self._advance(text, u, flow, memory, customer, result, fresh=False)
+
+    def _decline(self, flow: Flow, memory: Memory, result: TurnResult, lang: str) -> None:
+        memory.strikes = 0
+        memory.reset_flow()
+        result.replies.append(self.flows.styled(flow.reply("declined", lang)
+                                                or self.flows.text("confirm_declined", lang), lang))
+        result.actions.append({"skill": flow.skill, "ok": True, "code": "declined"})
+        result.resolved = True
 
     def _strike(self, memory: Memory, lang: str, result: TurnResult, reprompt: str) -> None:
         memory.strikes += 1
@@ -366,7 +383,8 @@ class Engine:
             value = self._choose(slot, text, unambiguous=not asked)
             if value is None:
                 if asked:
-                    self._strike(memory, lang, result, self.flows.styled(slot.prompt[lang], lang))
+                    self._strike(memory, lang, result, self.flows.styled(self._render(slot.prompt[lang], memory, lang),
+                                                                         lang))
                 return False
             memory.slots[slot.name] = value
             return True
@@ -374,7 +392,8 @@ class Engine:
             return False
         value = " ".join(text.split())
         if not _fits_text_slot(slot, value):
-            self._strike(memory, lang, result, self.flows.styled((slot.invalid or slot.prompt)[lang], lang))
+            self._strike(memory, lang, result,
+                         self.flows.styled(self._render((slot.invalid or slot.prompt)[lang], memory, lang), lang))
             return False
         memory.slots[slot.name] = value
         return True
@@ -412,9 +431,11 @@ class Engine:
         best: tuple[int, str] | None = None
         met: set[str] = set()
         for option in slot.options:
+            if unambiguous and option["value"] == "other":
+                continue  # the catch-all ("other", "别的") is an answer only when asked: "send another one" is not
             for lang in ("zh", "en"):
                 for word in option.get(lang, []):
-                    if word.lower() in lowered:
+                    if _contains(lowered, word.lower()):
                         met.add(option["value"])
                         if best is None or len(word) > best[0]:
                             best = (len(word), option["value"])
@@ -435,6 +456,10 @@ class Engine:
         numbers += [n for n in _loose_order_numbers(text, u) if n not in numbers]
         own = await self._orders(customer)
         by_id = {o.id: o for o in own}
+        # A run the model read as a phone or tracking number is still this customer's order if one has it.
+        mine = next((o for n in _loose_order_numbers(text, u, others=True) for o in own if n in (o.number, o.id)), None)
+        if mine is not None and not numbers:
+            return mine
         if numbers:
             for number in numbers:
                 match = next((o for o in own if number in (o.number, o.id)), None)

@@ -138,6 +138,9 @@ def is_low_confidence(understanding: Understanding, thresholds: HandoffThreshold
     return understanding.intent == "out_of_scope" or understanding.confidence < thresholds.low_confidence
 
 
+# "Never mind" to the question the bot is asking: the whole message, so "不凡科技有限公司" stays an invoice title.
+_DECLINE = re.compile(r"^(?:不用了|不用|不要了|不需要了|算了|算了吧|不了|先不了|取消|不改了|不开了|no|nope|no thanks|"
+                      r"cancel|never ?mind|forget it|stop)[\s,，.。!！~～]*$", re.IGNORECASE)
 # A yes or a bit of small talk is short; longer text is never one, and is not fed to the patterns above (their
 # runs of optional spaces would take time growing with a long message's length).
 _SHORT = 60
@@ -146,6 +149,11 @@ _SHORT = 60
 def is_yes(text: str) -> bool:
     text = text.strip()
     return len(text) <= _SHORT and bool(_YES.match(text))
+
+
+def is_decline(text: str) -> bool:
+    text = text.strip()
+    return len(text) <= _SHORT and bool(_DECLINE.match(text))
 
 
 def only_small_talk(text: str) -> bool:

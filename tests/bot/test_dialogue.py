@@ -13,7 +13,7 @@ from kefu.bot.engine import ordinal
 from kefu.bot.runner import BotRunner
 from kefu.commerce import service as commerce_service
 from kefu.runtime import Runtime
-from tests.bot.helpers import conversation_owner, new_inbox, shopper
+from tests.bot.helpers import Shopper, conversation_owner, new_inbox, shopper
 from tests.conftest import close_runtime
 from tests.factories import TenantFixture
 
@@ -263,6 +263,13 @@ async def test_small_talk_is_not_taken_as_the_answer_to_a_pending_question(
     assert report.outcome == "answered" and "91330100MA2XXXXX" in replies[-1], (report, replies)
     await customer.says("no")
 
+    # Too short a title gets the question again, with the order named (not a raw {order_number}).
+    await customer.says(f"I need an invoice for {orders[0].order.order_id}")
+    report, replies = await customer.says("Z")
+    assert orders[0].order.order_id in replies[-1] and "{" not in replies[-1], replies
+    report, replies = await customer.says("no thanks")
+    assert "Issue an e-invoice" not in replies[-1] and report.resolved, replies
+
     # A real answer that merely starts like small talk is still the answer, and "yes, thanks" is a yes.
     await customer.says(f"I need an invoice for {orders[0].order.order_id}")
     report, replies = await customer.says("Thanks Group Ltd")
@@ -294,6 +301,14 @@ async def test_price_protection_is_offered_for_paid_orders_only(bot_runtime: Run
     assert not unpaid & set(ORDER.findall(replies[-1])), (unpaid, replies)
 
 
+async def address_question(customer: Shopper) -> None:
+    """Start an address change and answer which order, until the bot asks for the new address."""
+    _, replies = await customer.says("我要修改收货地址")
+    if "哪一笔" in replies[-1]:
+        _, replies = await customer.says("第一个")
+    assert "新收货地址" in replies[-1], replies
+
+
 async def test_an_address_with_a_phone_number_is_the_answer_not_an_order_number(
         bot_runtime: Runtime, runner: BotRunner, shop: TenantFixture) -> None:
     customer = await shopper(bot_runtime, runner, shop.id, shop.inbox_id)
@@ -304,6 +319,16 @@ async def test_an_address_with_a_phone_number_is_the_answer_not_an_order_number(
     address = "浙江省杭州市西湖区文三路88号 李雷 13800138000"  # the model reads it as "track my order" (0.66)
     report, replies = await customer.says(address)
     assert report.flow == "change_address" and f"确认把订单 {number} 的收货地址改为：{address}" in replies[-1], replies
+    await customer.says("不了")
+    # Written with a country code, the phone is still no order number; small talk is no address; "算了" ends it.
+    await address_question(customer)
+    report, replies = await customer.says("文三路88号 李雷 +86 13800138000")
+    assert "确认把订单" in replies[-1] and "没有找到订单" not in replies[-1], replies
+    await customer.says("不了")
+    for text in ("好的谢谢再见", "算了"):
+        await address_question(customer)
+        report, replies = await customer.says(text)
+        assert report.resolved and not any("确认把订单" in r for r in replies), (text, replies)
     # A clear new question at that step still leaves the flow for its own.
     await customer.says("不了")
     await customer.says("我要修改收货地址")
@@ -320,6 +345,13 @@ async def test_the_opening_message_answers_what_it_says_and_no_more(bot_runtime:
     if "哪一笔" in replies[-1]:
         report, replies = await both.says("第一个")
     assert "申请换货，原因：质量问题" in replies[-1], replies
+    other = await shopper(bot_runtime, runner, shop.id, shop.inbox_id, customer_id="c1023")
+    report, replies = await other.says("I got the wrong item, please send another one")  # "another" is no "other"
+    if "Which order" in replies[-1]:
+        report, replies = await other.says("the first one")
+    if "exchange?" in replies[-1]:
+        report, replies = await other.says("exchange")
+    assert "(reason: wrong item)" in replies[-1], replies
     undecided = await shopper(bot_runtime, runner, shop.id, shop.inbox_id, customer_id="c1022")
     report, replies = await undecided.says("我要退换货")
     if "哪一笔" in replies[-1]:

@@ -30,6 +30,10 @@ def test_every_skill_and_outcome_has_words_for_the_handoff_summary() -> None:
             assert texts.get(f"bot_skill.{skill.name}"), (lang, skill.name)
             for code in (*skill.codes, *skill.failures, "declined"):
                 assert texts.get(f"bot_outcome.{code}"), (lang, skill.name, code)
+        # What the engine itself records: knowledge answers and the order lookup.
+        for skill, codes in (("knowledge", ("answered", "choices", "not_helpful", "helpful", "picked")),
+                             ("order_lookup", ("order_system_down",))):
+            assert texts.get(f"bot_skill.{skill}") and all(texts.get(f"bot_outcome.{c}") for c in codes), skill
 
 
 @pytest.mark.parametrize(("change", "path", "words"), [
