@@ -70,6 +70,8 @@ describe("i18n", () => {
       }
     }
     expect(codeLabel(zh, "order.st", "shipped")).toBe("已发货");
+    expect(codeLabel(zh, "order.market", "demo_shop")).toBe("演示商城");
+    expect(codeLabel(en, "order.market", "my_erp")).toBe("my_erp");  // a REST connector's own label
     expect(codeLabel(en, "order.st", "partially_refunded")).toBe("Partly refunded");
     expect(codeLabel(zh, "order.st", "on_hold")).toBe("on_hold");
     expect(codeLabel(zh, "order.method", null)).toBe("");

@@ -71,7 +71,7 @@ function OrderCard({ ws, view, contactId }: { ws: Workspace; view: OrderView; co
   return (
     <article class="order" data-testid="order" data-order-id={o.order_id} aria-label={`${o.marketplace} ${o.order_id}`}>
       <div class="order-head">
-        <span>{o.order_id} <small class="muted">{o.marketplace}</small></span>
+        <span>{o.order_id} <small class="muted" data-testid="order-market">{codeLabel(t, "order.market", o.marketplace)}</small></span>
         <span class="muted" data-testid="order-status">{codeLabel(t, "order.st", o.status)}</span>
       </div>
       <div>{t("order.total", { amount: money(o.total_paid, o.currency) })}
