@@ -72,6 +72,12 @@ REFUND_TEXT = {"zh": {"pending": "处理中", "succeeded": "已退款", "failed"
                       "received": "received, refund in progress"}}
 
 
+def _scan(node: str, description: str, lang: str) -> str:
+    """A carrier scan: where and what, once ("Arrived at Hangzhou hub", not "Hangzhou hub Arrived at Hangzhou hub")."""
+    where, what = in_language(node, lang), in_language(description, lang)
+    return what if where and where in what else f"{where} {what}".strip()
+
+
 def in_language(text: str, lang: str) -> str:
     """The demo shop writes "派送中 Out for delivery": keep the half in the customer's language."""
     match = _BILINGUAL.match(text or "")
@@ -177,9 +183,7 @@ class CommerceOrderDesk:
     def _shipment_params(self, order: Order, lang: str) -> dict[str, Any]:
         shipment = order.shipments[-1]
         events = sorted(shipment.events, key=lambda e: e.at, reverse=True)[:5]
-        timeline = "\n".join(
-            f"· {_fmt_time(e.at, lang)} {in_language(e.node, lang)} {in_language(e.description, lang)}".rstrip()
-            for e in events)
+        timeline = "\n".join(f"· {_fmt_time(e.at, lang)} {_scan(e.node, e.description, lang)}".rstrip() for e in events)
         eta = ""
         if shipment.status != "delivered" and shipment.shipped_at:
             expected = shipment.shipped_at + timedelta(days=TRANSIT_DAYS)

@@ -138,3 +138,16 @@ def test_a_refused_action_names_the_order_state_in_words() -> None:
     desk = CommerceOrderDesk(None, now=now)  # type: ignore[arg-type]
     said = {lang: desk._refusal(refusal, "refused", order, lang).params["status"] for lang in ("zh", "en")}
     assert said == {"zh": "部分退款", "en": "partly refunded"}
+
+
+def test_a_scan_names_its_place_once() -> None:
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    order = Order(order_id="DS1", marketplace="demo_shop", status="shipped", currency="CNY", created_at=now,
+                  items=[], subtotal=Decimal("0"), shipping_fee=Decimal("0"), total_paid=Decimal("0"),
+                  shipments=[Shipment(carrier="ZTO", tracking_number="ZTO1", shipped_at=now, events=[TrackingEvent(
+                      at=now, node="杭州转运中心 Hangzhou hub", status="in_transit",
+                      description="到达 Arrived at Hangzhou hub")])])
+    desk = CommerceOrderDesk(None, now=now)  # type: ignore[arg-type]
+    en, zh = (desk._shipment_params(order, lang)["timeline"] for lang in ("en", "zh"))
+    assert en.count("Hangzhou hub") == 1 and en.endswith("Arrived at Hangzhou hub"), en
+    assert zh.endswith("杭州转运中心 到达"), zh
