@@ -12,10 +12,10 @@ import type { Attachment, Contact, Conversation, Disposition, Frame, Message, Pa
 
 const mergeMessages = S.mergeMessages;
 
-/** Plain text of an HTML snippet (knowledge answers): the composer only ever holds text. */
 /** Intents that say how the customer talks, not what they want: the composer and offers skip them. */
 const META_INTENTS = new Set(["contact_human_agent", "contact_customer_service", "greeting", "thanks", "goodbye", "out_of_scope"]);
 
+/** Plain text of an HTML snippet (knowledge answers): the composer only ever holds text. */
 export function htmlToText(html: string): string {
   if (typeof DOMParser === "undefined") return html.replace(/<[^>]*>/g, "");
   return new DOMParser().parseFromString(html, "text/html").body.textContent ?? "";
