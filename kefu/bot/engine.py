@@ -54,16 +54,19 @@ def _fits_text_slot(slot: Slot, text: str) -> bool:
     return slot.min_length <= len(value) <= slot.max_length and not (slot.pattern and not re.search(slot.pattern, value))
 
 
-def _loose_order_numbers(text: str, u: Understanding, *, others: bool = False) -> list[str]:
-    """Digit runs that may be order numbers of a shop whose format the model does not know, less the ones inside
-    something it recognised as else (a phone number, a tracking number); ``others``: just those."""
+def _digit_runs(text: str, u: Understanding) -> tuple[list[str], list[str]]:
+    """Digit runs that may be order numbers of a shop whose format the model does not know: those free, and those
+    inside something it recognised as else (a phone number, a tracking number)."""
     spans = [(e.start, e.end) for e in u.entities if e.type != "order_number"]
-    out = []
+    free: list[str] = []
+    inside: list[str] = []
     for m in _ORDER_NUMBER.finditer(text):
-        inside = any(start < m.end() and m.start() < end for start, end in spans)
-        if inside == others:
-            out.append(m.group(0))
-    return out
+        (inside if any(start < m.end() and m.start() < end for start, end in spans) else free).append(m.group(0))
+    return free, inside
+
+
+def _loose_order_numbers(text: str, u: Understanding) -> list[str]:
+    return _digit_runs(text, u)[0]
 
 
 def _contains(text: str, word: str) -> bool:
@@ -299,7 +302,8 @@ class Engine:
         if slot is None:
             memory.reset_flow()
             return
-        if slot.type == "choice" and self._choose(slot, text) is None and self._fill_ahead(flow, text, memory):
+        if slot.type == "choice" and self._choose(slot, text) is None and \
+                self._fill_choices(flow, text, memory, most_of_it=True):
             # They answered a later question first ("质量问题" when asked return or exchange): keep that answer
             # and ask this one again, without counting it as a miss.
             await self._advance(text, u, flow, memory, customer, result, fresh=False)
@@ -328,11 +332,7 @@ class Engine:
         """Fill what this message offers, ask for the first missing slot, confirm, then run the skill."""
         lang = result.language
         if fresh:  # the opening message may answer later questions too: "I received the wrong item", "我要退货"
-            for slot in flow.slots:
-                if slot.type == "choice" and slot.name not in memory.slots:
-                    value = self._choose(slot, text, unambiguous=True)
-                    if value is not None:
-                        memory.slots[slot.name] = value
+            self._fill_choices(flow, text, memory, unambiguous=True)
         for slot in flow.slots:
             if slot.name in memory.slots:
                 continue
@@ -411,12 +411,13 @@ class Engine:
             return self._render(slot.prompt[lang], memory, lang)
         return self._render(flow.confirm[lang], memory, lang) if flow.confirm else ""
 
-    def _fill_ahead(self, flow: Flow, text: str, memory: Memory) -> bool:
-        """Fill the flow's other open choice slots that ``text`` answers; whether it answered any."""
+    def _fill_choices(self, flow: Flow, text: str, memory: Memory, **match: bool) -> bool:
+        """Fill the flow's open choice slots, other than the one being asked, that ``text`` answers (``match``:
+        how strictly, see ``_choose``); whether it answered any."""
         filled = False
         for slot in flow.slots:
             if slot.type == "choice" and slot.name not in memory.slots and f"slot:{slot.name}" != memory.step:
-                value = self._choose(slot, text, most_of_it=True)
+                value = self._choose(slot, text, **match)
                 if value is not None:
                     memory.slots[slot.name] = value
                     filled = True
@@ -452,14 +453,15 @@ class Engine:
     async def _pick_order(self, text: str, u: Understanding, memory: Memory, customer: Customer,
                           result: TurnResult, *, asked: bool, skill: str | None) -> OrderBrief | None:
         lang = result.language
+        free, inside = _digit_runs(text, u)
         numbers = [e.normalized or e.value for e in u.entities_of("order_number")]
-        numbers += [n for n in _loose_order_numbers(text, u) if n not in numbers]
+        numbers += [n for n in free if n not in numbers]
         own = await self._orders(customer)
         by_id = {o.id: o for o in own}
-        # A run the model read as a phone or tracking number is still this customer's order if one has it.
-        mine = next((o for n in _loose_order_numbers(text, u, others=True) for o in own if n in (o.number, o.id)), None)
-        if mine is not None and not numbers:
-            return mine
+        if not numbers:  # a run the model read as a phone or tracking number is still this customer's order
+            mine = next((o for n in inside for o in own if n in (o.number, o.id)), None)
+            if mine is not None:
+                return mine
         if numbers:
             for number in numbers:
                 match = next((o for o in own if number in (o.number, o.id)), None)
