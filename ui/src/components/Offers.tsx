@@ -32,6 +32,7 @@ export function Offers({ ws }: { ws: Workspace }) {
       {extra.offers.map((o) => {
         const left = Math.max(0, Math.ceil((o.expires_at - now) / 1000));
         const conv = state.conversations[o.conversation_id];
+        const contact = conv ? extra.contacts[conv.contact_id] : undefined;
         const queue = extra.queues.find((q) => q.id === o.queue_id)?.name;
         const intent = extra.suggestions[o.conversation_id]?.intent;
         return (
@@ -40,8 +41,8 @@ export function Offers({ ws }: { ws: Workspace }) {
             {conv && (
               <p class="who" data-testid="offer-who">
                 <span class={`chan chan-${conv.channel}`}>{channelLabel(t, conv.channel)}</span>{" "}
-                <span class="conv-name">{contactLabel(extra.contacts[conv.contact_id], conv.contact_id)}</span>
-                {(extra.contacts[conv.contact_id]?.vip_level ?? 0) > 0 && <span class="vip">VIP{extra.contacts[conv.contact_id]!.vip_level}</span>}
+                <span class="conv-name">{contactLabel(contact, conv.contact_id)}</span>
+                {(contact?.vip_level ?? 0) > 0 && <span class="vip">VIP{contact!.vip_level}</span>}
                 {queue && <span class="muted"> · {queue}</span>}
               </p>
             )}
