@@ -7,6 +7,7 @@ Reasons come in Chinese and English (``LocalisedReason``) from the ``commerce.*`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
@@ -58,9 +59,14 @@ class CommerceRules(BaseModel):
 DEFAULT_RULES = CommerceRules()
 
 
-def reason(code: str, **params: Any) -> LocalisedReason:
+def reason(code: str, *, localised: Callable[[str], dict[str, Any]] | None = None, **params: Any) -> LocalisedReason:
+    """The reason in both languages; ``localised(lang)`` gives the parameters that are words of that language."""
     key = f"commerce.reason.{code}"
-    return LocalisedReason(code=code, zh=translate(key, "zh", **params), en=translate(key, "en", **params))
+
+    def text(lang: str) -> str:
+        return translate(key, lang, **params, **(localised(lang) if localised else {}))
+
+    return LocalisedReason(code=code, zh=text("zh"), en=text("en"))
 
 
 def category_name(code: str, lang: str) -> str:
@@ -142,13 +148,8 @@ def return_eligibility(order: Order, item: OrderItem, now: datetime, rules: Comm
     if kind == "no_reason":
         if item.category in rules.excluded_categories or item.customised:
             cat = "customised" if item.customised else item.category
-            if cat in ("fresh_food", "customised"):
-                reasons.append(reason(f"excluded_{cat}"))
-            else:
-                key = "commerce.reason.excluded_category"
-                reasons.append(LocalisedReason(code="excluded_category",
-                                               zh=translate(key, "zh", category=category_name(cat, "zh")),
-                                               en=translate(key, "en", category=category_name(cat, "en"))))
+            reasons.append(reason(f"excluded_{cat}" if cat in ("fresh_food", "customised") else "excluded_category",
+                                  localised=lambda lang: {"category": category_name(cat, lang)}))
         if item.hygiene and item.opened:
             reasons.append(reason("opened_hygiene"))
     start = _received_at(order) or order.paid_at
