@@ -33,7 +33,7 @@ from kefu.conversations import actions as conversation_actions
 from kefu.conversations.schemas import MessageRead
 from kefu.core.clock import utcnow
 from kefu.core.errors import Conflict, NotFound, ValidationFailed, check_version
-from kefu.core.i18n import lookup, translate
+from kefu.core.i18n import name_of, translate
 from kefu.core.ids import new_id
 from kefu.events.uow import UnitOfWork
 from kefu.nlp import policies as nlp_policies
@@ -317,8 +317,8 @@ async def _hand_off(uow: UnitOfWork, write: TurnWrite,
 def _did_in_words(action: dict[str, Any], lang: str) -> str:
     """"查物流（完成）" / "tracked the parcel (done)": a skill and its outcome as the agent reads them."""
     skill, code = str(action.get("skill")), str(action.get("code"))
-    done = lookup(f"bot_outcome.{code}", lang) or code
-    return translate("bot_summary_action", lang, skill=lookup(f"bot_skill.{skill}", lang) or skill, outcome=done)
+    return translate("bot_summary_action", lang, skill=name_of("bot_skill", skill, lang),
+                     outcome=name_of("bot_outcome", code, lang))
 
 
 def build_summary(write: TurnWrite, decision: policies.HandoffDecision) -> dict[str, Any]:

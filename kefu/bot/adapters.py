@@ -32,6 +32,7 @@ from kefu.commerce import service as commerce_service
 from kefu.commerce.ports import SourceDown
 from kefu.commerce.schemas import Address, AddressChangeRequest, CancelRequest, LineQuantity, ReturnCreate
 from kefu.core.errors import DomainError, NotFound
+from kefu.core.i18n import name_of
 from kefu.knowledge import actions as knowledge_actions
 from kefu.knowledge import service as knowledge_service
 from kefu.nlp import service as nlp_service
@@ -50,21 +51,6 @@ TRANSIT_DAYS = 3
 _BILINGUAL = re.compile(r"^\s*([^\x00-\x7F][^A-Za-z]*?)\s+([A-Za-z].*)$")
 _CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+")
 _PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d{9}")
-STATUS_TEXT = {  # shipment and tracking-event states (kefu.commerce.schemas.Shipment, TrackingEvent)
-    "zh": {"in_transit": "运输中", "delivered": "已签收", "exception": "运输异常", "pending": "待揽收",
-           "returned": "已退回", "out_for_delivery": "派送中", "picked_up": "已揽收"},
-    "en": {"in_transit": "in transit", "delivered": "delivered", "exception": "delivery problem",
-           "pending": "awaiting pick-up", "returned": "returned to sender", "out_for_delivery": "out for delivery",
-           "picked_up": "picked up"},
-}
-ORDER_STATUS_TEXT = {  # kefu.commerce.schemas.OrderStatus
-    "zh": {"unpaid": "待付款", "paid": "已付款", "pre_sale": "预售", "shipped": "已发货", "delivered": "已签收",
-           "completed": "已完成", "cancelled": "已取消", "partially_refunded": "部分退款", "refunded": "已退款",
-           "returned": "已退货"},
-    "en": {"unpaid": "unpaid", "paid": "paid", "pre_sale": "pre-sale", "shipped": "shipped", "delivered": "delivered",
-           "completed": "completed", "cancelled": "cancelled", "partially_refunded": "partly refunded",
-           "refunded": "refunded", "returned": "returned"},
-}
 REFUND_TEXT = {"zh": {"pending": "处理中", "succeeded": "已退款", "failed": "退款失败", "requested": "退货待审核",
                       "approved": "退货已同意，等待寄回", "received": "退货已签收，退款处理中"},
                "en": {"pending": "being processed", "succeeded": "paid", "failed": "failed",
@@ -192,8 +178,7 @@ class CommerceOrderDesk:
                     else f"\nExpected by {_fmt_date(expected, lang)}."
         last_status = events[0].status if events else shipment.status
         return {"carrier": in_language(shipment.carrier, lang), "tracking_number": shipment.tracking_number,
-                "status": STATUS_TEXT.get(lang, STATUS_TEXT["en"]).get(last_status, last_status), "timeline": timeline,
-                "eta": eta,
+                "status": name_of("commerce.shipment_status", last_status, lang), "timeline": timeline, "eta": eta,
                 "delivered_at": _fmt_date(shipment.delivered_at, lang),
                 "events": len(shipment.events)}
 
@@ -357,7 +342,7 @@ class CommerceOrderDesk:
             return Outcome(True, "already_shipped")
         reasons = exc.details.get("reasons") or []
         text = "；".join(r.get(lang, "") for r in reasons if isinstance(r, dict)) if reasons else exc.code
-        status = ORDER_STATUS_TEXT.get(lang, ORDER_STATUS_TEXT["en"]).get(order.status, order.status)
+        status = name_of("commerce.order_status", order.status, lang)
         return Outcome(True, code, {"reason": text, "status": status, "reasons": text},
                        {"refusal": exc.code})
 

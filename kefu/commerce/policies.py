@@ -29,7 +29,7 @@ from kefu.commerce.schemas import (
     StuckShipment,
 )
 from kefu.core.errors import Conflict, ValidationFailed
-from kefu.core.i18n import lookup, translate
+from kefu.core.i18n import name_of, translate
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
@@ -71,7 +71,7 @@ def reason(code: str, *, localised: Callable[[str], dict[str, Any]] | None = Non
 
 def category_name(code: str, lang: str) -> str:
     """A product category as customers read it ("生鲜" / "fresh food"); a shop's own code, words spaced."""
-    return lookup(f"commerce.category.{code}", lang) or code.replace("_", " ")
+    return name_of("commerce.category", code, lang, code.replace("_", " "))
 
 
 def minor_unit(currency: str | None) -> Decimal:

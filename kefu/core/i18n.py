@@ -56,11 +56,13 @@ def negotiate(accept_language: str | None, default: str = "en") -> str:
     return best
 
 
-def lookup(key: str, lang: str = "en") -> str | None:
-    """The text for ``key`` in ``lang`` (or English), or None where neither catalogue has it: for names that
-    have a text only sometimes (a default intent has one, a tenant's own intent does not)."""
+def name_of(kind: str, code: str, lang: str = "en", default: str | None = None) -> str:
+    """The words for a code of some kind (``nlu_intent``, ``commerce.order_status`` …) in ``lang`` or English,
+    from the ``<kind>.<code>`` text; where none exists (a tenant's own intent, a connector's own state),
+    ``default`` or the code itself."""
     lang = lang if lang in SUPPORTED else "en"
-    return _catalogue(lang).get(key) or _catalogue("en").get(key)
+    key = f"{kind}.{code}"
+    return _catalogue(lang).get(key) or _catalogue("en").get(key) or (code if default is None else default)
 
 
 def translate(key: str, lang: str = "en", **params: Any) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import re2
 
-from kefu.core.i18n import lookup
+from kefu.core.i18n import name_of
 from kefu.nlp.entities import compile_untrusted
 from kefu.nlp.intents import DEFAULT_INTENTS
 from kefu.nlp.language import clean, detect_language, squash_spaces
@@ -46,12 +46,12 @@ def intent_title(name: str | None, lang: str) -> str | None:
     tenant's own intent is shown by the name the tenant gave it."""
     if not name:
         return None
-    return lookup(f"nlu_intent.{name}", lang) or name
+    return name_of("nlu_intent", name, lang)
 
 
 def emotion_title(label: str, lang: str) -> str:
     """The emotion label in zh/en (``nlu_emotion.<label>``), the label itself if it has no text."""
-    return lookup(f"nlu_emotion.{label}", lang) or label
+    return name_of("nlu_emotion", label, lang)
 
 
 def normalise_example(text: str) -> str | None:
