@@ -432,8 +432,8 @@ class Engine:
         best: tuple[int, str] | None = None
         met: set[str] = set()
         for option in slot.options:
-            if unambiguous and option["value"] == "other":
-                continue  # the catch-all ("other", "别的") is an answer only when asked: "send another one" is not
+            if unambiguous and option.get("catch_all"):
+                continue  # "other", "别的" answer only their own question (see Slot.options)
             for lang in ("zh", "en"):
                 for word in option.get(lang, []):
                     if _contains(lowered, word.lower()):

@@ -70,7 +70,9 @@ class Slot:
     type: str
     prompt: dict[str, str]
     required: bool = True
-    options: tuple[dict[str, Any], ...] = ()  # for choice: {value, zh: [words], en: [words], label: {zh, en}}
+    # for choice: {value, zh: [words], en: [words], catch_all: bool}; a catch-all ("other") is an answer only
+    # to its own question, never read out of a message that answers another
+    options: tuple[dict[str, Any], ...] = ()
     min_length: int = 0
     max_length: int = 500
     pattern: str | None = None
@@ -148,7 +150,10 @@ def _slot(raw: Any, path: str, problems: list[dict[str, str]]) -> Slot | None:
                 for lang, listed in words.items():
                     if not isinstance(listed, list) or not all(isinstance(w, str) and w for w in listed):
                         problems.append({"path": f"{where}.{lang}", "problem": "must be a list of words"})
-                options.append({"value": option["value"], **{lang: list(words[lang] or []) for lang in LANGS}})
+                if not isinstance(option.get("catch_all", False), bool):
+                    problems.append({"path": f"{where}.catch_all", "problem": "must be true or false"})
+                options.append({"value": option["value"], **{lang: list(words[lang] or []) for lang in LANGS},
+                                "catch_all": option.get("catch_all") is True})
     pattern = raw.get("pattern")
     if pattern is not None:
         try:

@@ -52,6 +52,15 @@ def test_a_broken_flow_is_refused_with_the_path_and_the_problem(change, path: st
     assert any(p["path"] == path and words in p["problem"] for p in raised.value.problems), raised.value.problems
 
 
+def test_a_catch_all_option_is_marked_with_a_boolean() -> None:
+    document = yaml.safe_load(builtin_sources()["return_exchange"])
+    assert parse_flow(yaml.safe_dump(document, allow_unicode=True)).slots[2].options[4]["catch_all"] is True
+    document["slots"][2]["options"][4]["catch_all"] = "yes"
+    with pytest.raises(FlowInvalid) as raised:
+        parse_flow(yaml.safe_dump(document, allow_unicode=True), expected_name="return_exchange")
+    assert {"path": "slots[2].options[4].catch_all", "problem": "must be true or false"} in raised.value.problems
+
+
 def test_yaml_syntax_errors_name_the_line() -> None:
     with pytest.raises(FlowInvalid) as raised:
         parse_flow("name: x\nintents: [a\nreplies: {}\n")
