@@ -339,8 +339,24 @@ export class Workspace {
 
   /** The bot's intent and knowledge-base answers for the latest customer messages (both optional). */
   async loadSuggestions(conversationId: string): Promise<void> {
-    let intent: string | null = null;
     let items: { id: string; title: string; text: string }[] = [];
+    const intent = this.loadIntent(conversationId);
+    try {
+      const kb: { data: { id: string; question: string; answer_html: string }[] } = await this.api.get(
+        `/api/v1/conversations/${conversationId}/kb-suggestions?limit=3`, { retries: 0 });
+      items = kb.data.map((s) => ({ id: s.id, title: s.question, text: htmlToText(s.answer_html) }));
+    } catch {
+      /* no knowledge base */
+    }
+    await intent;
+    this.extra.update((x) => ({ ...x, suggestions: { ...x.suggestions,
+      [conversationId]: { intent: x.suggestions[conversationId]?.intent ?? null, items } } }));
+  }
+
+  /** The bot's reading of what the customer wants, alone: for an offer card and after a language switch (the
+   * knowledge-base answers are the shop's own texts and need no reload). */
+  async loadIntent(conversationId: string): Promise<void> {
+    let intent: string | null = null;
     try {
       const bot: { turns: { intent?: string | null; intent_title?: string | null }[] } = await this.api.get(
         `/api/v1/bot/conversations/${conversationId}`, { retries: 0 });
@@ -351,20 +367,14 @@ export class Workspace {
     } catch {
       /* no bot on this conversation */
     }
-    try {
-      const kb: { data: { id: string; question: string; answer_html: string }[] } = await this.api.get(
-        `/api/v1/conversations/${conversationId}/kb-suggestions?limit=3`, { retries: 0 });
-      items = kb.data.map((s) => ({ id: s.id, title: s.question, text: htmlToText(s.answer_html) }));
-    } catch {
-      /* no knowledge base */
-    }
-    this.extra.update((x) => ({ ...x, suggestions: { ...x.suggestions, [conversationId]: { intent, items } } }));
+    this.extra.update((x) => ({ ...x, suggestions: { ...x.suggestions,
+      [conversationId]: { intent, items: x.suggestions[conversationId]?.items ?? [] } } }));
   }
 
   /** After a language switch: the bot's intent names again, for the open conversation and pending offers. */
   relabel(): void {
     const ids = new Set([this.store.get().selected, ...this.extra.get().offers.map((o) => o.conversation_id)]);
-    for (const id of ids) if (id && this.extra.get().suggestions[id]) void this.loadSuggestions(id);
+    for (const id of ids) if (id && this.extra.get().suggestions[id]) void this.loadIntent(id);
   }
 
   /** One page of the contact's whole timeline, older than `before` (or the newest page). */
@@ -606,7 +616,7 @@ export class Workspace {
       const conv = this.store.get().conversations[item.conversation_id];
       if (conv) void this.loadContact(conv.contact_id, true);  // fresh: identities may have changed while it waited
     });
-    void this.loadSuggestions(item.conversation_id);
+    void this.loadIntent(item.conversation_id);
   }
 
   async setPresence(status: string, reason?: string | null): Promise<void> {
