@@ -229,14 +229,13 @@ class Engine:
             return
         if flow is not None and memory.step is not None:
             # "thanks, bye" or "hello" is never the answer to the pending question (an invoice title, say).
-            small_talk = u.intent in SMALL_TALK and u.confidence >= SWITCH_CONFIDENCE and \
-                policies.only_small_talk(text) and not self._fills_step(text, u, flow, memory)
+            sure = u.confidence >= SWITCH_CONFIDENCE and not self._fills_step(text, u, flow, memory)
+            small_talk = sure and u.intent in SMALL_TALK and policies.only_small_talk(text)
             if small_talk and u.intent == "greeting":  # ask again, not counted as a miss
                 result.flow = flow.name
                 result.replies.append(self.flows.styled(self._pending_question(flow, memory, lang), lang))
                 return
-            switching = small_talk or (target is not None and target.name != flow.name
-                                       and u.confidence >= SWITCH_CONFIDENCE and not self._fills_step(text, u, flow, memory))
+            switching = small_talk or (sure and target is not None and target.name != flow.name)
             if not switching:
                 result.flow = flow.name
                 await self._continue(text, u, flow, memory, customer, result)
